@@ -1,0 +1,84 @@
+"""Configuration: one frozen pydantic model read once from defaults, a TOML file and RINGFENCE_* variables.
+
+Owns: where ringfence keeps its data and how the server listens. Precedence: environment over file over
+defaults. The file is `<data_dir>/ringfence.toml`, or the path in RINGFENCE_CONFIG.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "ringfence"
+
+
+class ConfigError(ValueError):
+    """The configuration is unusable; the message names the setting."""
+
+
+class Settings(BaseModel):
+    """Every setting of the server and CLI, with its meaning."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    data_dir: Path = Field(default_factory=default_data_dir, description="everything ringfence keeps lives here")
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite file in data_dir")
+    master_key_file: Path | None = Field(None, description="the 0600 master key file; default: data_dir/master.key")
+    listen: str = Field("127.0.0.1:8600", description="HOST:PORT of the API and web console")
+    sweep_interval_seconds: float = Field(300.0, gt=0, description="how often the server runs the retention sweep")
+    policy_file: Path | None = Field(None, description="a policy TOML to use instead of the packaged one")
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"listen must be HOST:PORT with a port 1-65535, got {value!r}")
+        return value
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'ringfence.db'}"
+
+    @property
+    def key_file(self) -> Path:
+        return self.master_key_file or self.data_dir / "master.key"
+
+
+_ENV = {
+    "data_dir": "RINGFENCE_DATA_DIR",
+    "database_url": "RINGFENCE_DATABASE_URL",
+    "master_key_file": "RINGFENCE_MASTER_KEY_FILE",
+    "listen": "RINGFENCE_LISTEN",
+    "sweep_interval_seconds": "RINGFENCE_SWEEP_INTERVAL_SECONDS",
+    "policy_file": "RINGFENCE_POLICY_FILE",
+}
+
+
+def load_settings(overrides: dict[str, Any] | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """Defaults, then the config file, then the environment, then explicit overrides (CLI flags)."""
+    env = dict(os.environ if environ is None else environ)
+    values: dict[str, Any] = {}
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    data_dir = Path(given.get("data_dir") or env.get("RINGFENCE_DATA_DIR") or default_data_dir())
+    config_path = Path(env["RINGFENCE_CONFIG"]) if env.get("RINGFENCE_CONFIG") else data_dir / "ringfence.toml"
+    if config_path.exists():
+        try:
+            values.update(tomllib.loads(config_path.read_text()))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {config_path} is not valid TOML: {exc}") from None
+    values.update({field: env[name] for field, name in _ENV.items() if name in env})
+    values.update(given)
+    values.setdefault("data_dir", data_dir)
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"invalid configuration ({config_path}): {problems}") from None

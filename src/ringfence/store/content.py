@@ -1,0 +1,205 @@
+"""Session records and their encrypted content.
+
+Owns: opening a session record (a policy `activity` event; the policy decides ZDR), later activity, storing
+prompts, outputs, code changes and feedback transcripts encrypted with AES-256-GCM under the subject's own data
+key (wrapped by the master key), reading them back, and deleting a session by destroying its key first.
+The store itself refuses content for a ZDR session, a deleted or expired one, or one without a retention
+decision: callers cannot forget to check.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session as OrmSession
+
+from ringfence.policy import EventType
+from ringfence.store import ledger
+from ringfence.store.crypto import new_data_key, seal, unseal
+from ringfence.store.db import Store, truncate_wal
+from ringfence.store.errors import Conflict, ContentRefused, Invalid, NotFound
+from ringfence.store.ids import new_id
+from ringfence.store.models import ApiKey, ContentItem, DataKey, Feedback, Rating, Repository, Session, User
+
+ContentKind = Literal["prompt", "output", "code_change"]
+CONTENT_KINDS: tuple[ContentKind, ...] = ("prompt", "output", "code_change")
+MAX_CONTENT_BYTES = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ContentRecord:
+    kind: str
+    turn: int
+    text: str
+    created_at: datetime
+
+
+def start_session(
+    store: Store, user_id: str, at: datetime, *, repository_id: str | None, api_key_id: str | None = None,
+    session_id: str | None = None,
+) -> Session:
+    """Open a session record. The repository must be one this user connected; ZDR comes from the org or the key."""
+    with store.write() as db:
+        user = db.get(User, user_id)
+        if user is None:
+            raise NotFound(f"no user {user_id!r}")
+        if user.plan is None and user.org_id is None:
+            raise Invalid("this user has no plan and no organization; sessions need one")
+        if repository_id is not None:
+            repo = db.get(Repository, repository_id)
+            if repo is None or repo.user_id != user_id:
+                raise NotFound(f"repository {repository_id!r} is not one this user connected")
+        zdr_key = False
+        if api_key_id is not None:
+            key = db.get(ApiKey, api_key_id)
+            if key is None or key.user_id != user_id:
+                raise NotFound(f"no API key {api_key_id!r} for this user")
+            zdr_key = key.zdr
+        sid = session_id or new_id("ses")
+        if db.get(Session, sid) is not None:
+            raise Conflict(f"session {sid!r} already exists")
+        row = Session(id=sid, account_id=user.account_id, user_id=user.id, repository_id=repository_id, zdr=False,
+                      state="active", created_at=at, last_activity_at=at, policy=store.rules.stamp)
+        db.add(row)
+        db.flush()
+        ledger.record(store, db, user.account_id, EventType.ACTIVITY, at, actor=user.id, session_id=sid,
+                      zdr_key=zdr_key)
+    return row
+
+
+def record_activity(store: Store, session_id: str, at: datetime, *, actor: str) -> Session:
+    """A prompt or resume: new activity re-decides consent and retention (refused once deleted or expired)."""
+    with store.write() as db:
+        row = _session(db, session_id)
+        ledger.record(store, db, row.account_id, EventType.ACTIVITY, at, actor=actor, session_id=session_id)
+    return row
+
+
+def _session(db: OrmSession, session_id: str) -> Session:
+    row = db.get(Session, session_id)
+    if row is None:
+        raise NotFound(f"no session {session_id!r}")
+    return row
+
+
+def _writable(row: Session, at: datetime, what: str) -> None:
+    if row.zdr:
+        raise ContentRefused(
+            f"session {row.id} runs under zero data retention: the store keeps no {what}, by policy"
+        )
+    if row.state != "active":
+        raise ContentRefused(f"session {row.id} is {row.state}: its content is gone and no more is kept")
+    if row.delete_after is None or row.retention_rule is None:
+        raise ContentRefused(f"session {row.id} has no retention decision: refusing to keep {what} (fail closed)")
+    if at >= row.delete_after:
+        raise ContentRefused(f"session {row.id} expired at {row.delete_after.isoformat()}: no more content is kept")
+
+
+def _key(store: Store, db: OrmSession, key_id: str, at: datetime, *, create: bool) -> bytes:
+    found = db.get(DataKey, key_id)
+    context = f"ringfence data key\x00{key_id}".encode()
+    if found is None:
+        if not create:
+            raise NotFound(f"the data key of {key_id} is destroyed: its content is unreadable")
+        data_key = new_data_key()
+        db.add(DataKey(id=key_id, wrapped=store.master.wrap(data_key, context), master_key_id=store.master.key_id,
+                       created_at=at))
+        return data_key
+    return store.master.unwrap(found.wrapped, context)
+
+
+def _aad(session_id: str, key_id: str, kind: str, turn: int) -> bytes:
+    return f"{session_id}\x00{key_id}\x00{kind}\x00{turn}".encode()
+
+
+def put_content(store: Store, session_id: str, kind: ContentKind, text: str, at: datetime, *, turn: int) -> int:
+    """Encrypt and keep one piece of content; returns its id. Refused under ZDR by the store itself."""
+    if kind not in CONTENT_KINDS:
+        raise Invalid(f"unknown content kind {kind!r} (known: {', '.join(CONTENT_KINDS)})")
+    plaintext = text.encode("utf-8")
+    if len(plaintext) > MAX_CONTENT_BYTES:
+        raise Invalid(f"content is {len(plaintext)} bytes; at most {MAX_CONTENT_BYTES} are kept per item")
+    with store.write() as db:
+        row = _session(db, session_id)
+        _writable(row, at, kind)
+        data_key = _key(store, db, session_id, at, create=True)
+        nonce, ciphertext = seal(data_key, plaintext, _aad(session_id, session_id, kind, turn))
+        item = ContentItem(session_id=session_id, key_id=session_id, kind=kind, turn=turn, nonce=nonce,
+                           ciphertext=ciphertext, created_at=at)
+        db.add(item)
+        db.flush()
+        ledger.audit_content(store, db, session_id, at, kind=kind, turn=turn, size=len(plaintext))
+    return item.id
+
+
+def read_content(store: Store, session_id: str, *, include_feedback: bool = False) -> list[ContentRecord]:
+    """Decrypt a session's content in the order it was written. Corrupted ciphertext raises CorruptCiphertext."""
+    with store.read() as db:
+        row = _session(db, session_id)
+        if row.state != "active":
+            raise NotFound(f"session {session_id} is {row.state}: its content is gone")
+        query = select(ContentItem).where(ContentItem.session_id == session_id).order_by(ContentItem.id)
+        if not include_feedback:
+            query = query.where(ContentItem.key_id == session_id)
+        records, keys = [], {}
+        for item in db.scalars(query):
+            if item.key_id not in keys:
+                keys[item.key_id] = _key(store, db, item.key_id, item.created_at, create=False)
+            text = unseal(keys[item.key_id], item.nonce, item.ciphertext,
+                          _aad(session_id, item.key_id, item.kind, item.turn),
+                          f"content item {item.id} ({item.kind}) of session {session_id}")
+            records.append(ContentRecord(item.kind, item.turn, text.decode("utf-8"), item.created_at))
+        return records
+
+
+def delete_session(store: Store, session_id: str, at: datetime, *, actor: str) -> None:
+    """Delete by the user: destroy the data keys first (content unreadable at once), then remove the rows."""
+    with store.write() as db:
+        row = _session(db, session_id)
+        if row.state == "deleted":
+            raise Conflict(f"session {session_id} is already deleted")
+        key_ids = [session_id, *db.scalars(select(Feedback.key_id).where(Feedback.session_id == session_id))]
+        destroyed = db.execute(delete(DataKey).where(DataKey.id.in_(key_ids))).rowcount
+        removed = db.execute(delete(ContentItem).where(ContentItem.session_id == session_id)).rowcount
+        db.execute(Feedback.__table__.update().where(Feedback.session_id == session_id).values(purged_at=at))
+        ledger.record(store, db, row.account_id, EventType.DELETE, at, actor=actor, session_id=session_id,
+                      audit={"keys_destroyed": destroyed, "items_removed": removed})
+        row.state, row.deleted_at, row.purged_at, row.delete_after = "deleted", at, at, None
+        row.retention_rule = "deleted"
+    truncate_wal(store.engine)
+
+
+def add_feedback(store: Store, session_id: str, transcript: str, at: datetime, *, actor: str) -> Feedback:
+    """Feedback with its transcript: kept 5 years under its own key; refused under ZDR (by the policy and here)."""
+    with store.write() as db:
+        row = _session(db, session_id)
+        if row.zdr:
+            raise ContentRefused(f"session {session_id} runs under zero data retention: no transcript is kept")
+        ledger.record(store, db, row.account_id, EventType.FEEDBACK, at, actor=actor, session_id=session_id)
+        feedback_id = new_id("fbk")
+        rule = store.rules.retention["feedback"]
+        data_key = _key(store, db, feedback_id, at, create=True)
+        nonce, ciphertext = seal(data_key, transcript.encode("utf-8"), _aad(session_id, feedback_id, "feedback", 0))
+        db.add(ContentItem(session_id=session_id, key_id=feedback_id, kind="feedback", turn=0, nonce=nonce,
+                           ciphertext=ciphertext, created_at=at))
+        feedback = Feedback(id=feedback_id, session_id=session_id, key_id=feedback_id, created_at=at,
+                            delete_after=rule.duration.after(at))
+        db.add(feedback)
+    return feedback
+
+
+def rate(store: Store, session_id: str, value: int | str, at: datetime, *, actor: str) -> None:
+    """A quality rating: only the value is kept; it never touches training settings or exports."""
+    with store.write() as db:
+        row = _session(db, session_id)
+        ledger.record(store, db, row.account_id, EventType.RATING, at, actor=actor, session_id=session_id,
+                      value=value)
+        db.add(Rating(session_id=session_id, value=str(value), created_at=at))
+
+
+def count_content(store: Store, session_id: str) -> int:
+    with store.read() as db:
+        return int(db.scalar(select(func.count()).where(ContentItem.session_id == session_id)) or 0)
