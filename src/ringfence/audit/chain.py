@@ -147,7 +147,11 @@ def verify_rows(rows: Iterable[Row], head: tuple[int, bytes, bytes] | None, key:
         )
     if head_seq < last or bytes(head_hash) != prev:
         return Verification(
-            False, count, last, prev, head_seq + 1 if head_seq < last else head_seq,
+            False,
+            count,
+            last,
+            prev,
+            head_seq + 1 if head_seq < last else head_seq,
             "the log does not end where its signed head says",
         )
     return Verification(True, count, last, prev)

@@ -9,8 +9,8 @@ one after another. Knows nothing of what records mean.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
-from typing import IO
+from collections.abc import Iterable, Sequence
+from typing import IO, cast
 
 from sqlalchemy import Connection, Engine, insert, select, update
 
@@ -19,6 +19,7 @@ from ringfence.audit.chain import (
     AuditEntry,
     AuditError,
     AuditRecord,
+    Row,
     Verification,
     head_mac,
     seal_entries,
@@ -55,8 +56,15 @@ class AuditLog:
         conn.execute(
             insert(audit_records),
             [
-                {"seq": r.seq, "at": r.at, "kind": r.kind, "subject": r.subject, "policy": r.policy,
-                 "data": r.data, "hash": r.hash}
+                {
+                    "seq": r.seq,
+                    "at": r.at,
+                    "kind": r.kind,
+                    "subject": r.subject,
+                    "policy": r.policy,
+                    "data": r.data,
+                    "hash": r.hash,
+                }
                 for r in records
             ],
         )
@@ -76,7 +84,7 @@ class AuditLog:
             result = conn.execution_options(stream_results=True, yield_per=_BATCH).exec_driver_sql(
                 "SELECT seq, at, kind, subject, policy, data, hash FROM audit_records ORDER BY seq"
             )
-            return verify_rows(_rows(result), head, self._key)
+            return verify_rows(cast(Iterable[Row], result), head, self._key)
 
     def export(self, engine: Engine, out: IO[str]) -> int:
         """Write every record as one JSON object per line; returns the count."""
@@ -85,13 +93,9 @@ class AuditLog:
             for row in conn.execution_options(yield_per=_BATCH).execute(
                 select(audit_records).order_by(audit_records.c.seq)
             ):
-                record = AuditRecord(row.seq, row.at, row.kind, row.subject, row.policy, bytes(row.data),
-                                     bytes(row.hash))
+                record = AuditRecord(
+                    row.seq, row.at, row.kind, row.subject, row.policy, bytes(row.data), bytes(row.hash)
+                )
                 out.write(json.dumps(record.to_json(prev), sort_keys=True, ensure_ascii=True) + "\n")
                 prev, count = record.hash, count + 1
         return count
-
-
-def _rows(result: Iterator[Sequence[object]]) -> Iterator[tuple[int, str, str, str, str, bytes, bytes]]:
-    for row in result:
-        yield row  # type: ignore[misc]

@@ -136,10 +136,10 @@ def _apply(rules: PolicyRules, state: _AccountState, sessions: dict[str, _Sessio
             session.feedback_after = after if session.feedback_after is None else max(after, session.feedback_after)
         else:
             if event.value not in RATINGS or isinstance(event.value, bool):
-                raise PolicyError(f"a rating is 1, 2, 3 or \"dismiss\", not {event.value!r}", seq=event.seq)
+                raise PolicyError(f'a rating is 1, 2, 3 or "dismiss", not {event.value!r}', seq=event.seq)
             if session.deleted_at is not None:
                 raise PolicyError(f"session {session.id!r} was deleted; it cannot be rated", seq=event.seq)
-            session.rating = event.value  # type: ignore[assignment]
+            session.rating = event.value
 
 
 def _bool(event: Event) -> bool:

@@ -148,9 +148,7 @@ def _parse_retention(table: Mapping[str, Any]) -> dict[str, RetentionRule]:
     return rules
 
 
-def _parse_plan(
-    name: str, entry: Any, classes: Mapping[str, Any], retention: Mapping[str, RetentionRule]
-) -> PlanRule:
+def _parse_plan(name: str, entry: Any, classes: Mapping[str, Any], retention: Mapping[str, RetentionRule]) -> PlanRule:
     where = f"policy file: plans.{name}"
     if not isinstance(entry, dict) or not isinstance(entry.get("class"), str):
         raise RulesError(f"{where}: needs a 'class'")

@@ -92,7 +92,7 @@ def _event(index: int, entry: Any) -> Event:
     if unknown:
         raise ScenarioError(f"unknown key(s) {', '.join(sorted(unknown))}", seq=seq)
     try:
-        kind = EventType(entry.get("type"))
+        kind = EventType(str(entry.get("type")))
     except ValueError:
         known = ", ".join(t.value for t in EventType)
         raise ScenarioError(f"unknown event type {entry.get('type')!r} (known: {known})", seq=seq) from None

@@ -15,6 +15,7 @@ from datetime import datetime
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session as OrmSession
 
 from ringfence.audit import AuditEntry
 from ringfence.policy import EventType, PolicyError, format_time
@@ -23,13 +24,13 @@ from ringfence.store.crypto import Secret
 from ringfence.store.db import Store
 from ringfence.store.errors import Conflict, Invalid, NotFound
 from ringfence.store.ids import new_id
-from ringfence.store.models import ApiKey, Organization, PolicyEvent, Repository, User
+from ringfence.store.models import ApiKey, Organization, PolicyEvent, Repository, Session, User
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 _TOKEN = re.compile(r"^rf_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
 
 
-def _audit(store: Store, db: ledger.OrmSession, kind: str, subject: str, at: datetime, **data: object) -> None:
+def _audit(store: Store, db: OrmSession, kind: str, subject: str, at: datetime, **data: object) -> None:
     store.audit.append(db.connection(), AuditEntry(kind, subject, format_time(at), data, store.rules.stamp))
 
 
@@ -76,12 +77,30 @@ def create_user(
     with store.write() as db:
         if org_id is not None and db.get(Organization, org_id) is None:
             raise NotFound(f"no organization {org_id!r}")
-        user = User(id=new_id("usr"), name=_text(name, "name"), plan=plan, org_id=org_id, org_admin=org_admin,
-                    server_admin=server_admin, training=False, created_at=at)
+        user = User(
+            id=new_id("usr"),
+            name=_text(name, "name"),
+            plan=plan,
+            org_id=org_id,
+            org_admin=org_admin,
+            server_admin=server_admin,
+            training=False,
+            created_at=at,
+        )
         db.add(user)
         db.flush()
-        _audit(store, db, "user.created", user.id, at, plan=plan, org=org_id, org_admin=org_admin,
-               server_admin=server_admin, actor=actor)
+        _audit(
+            store,
+            db,
+            "user.created",
+            user.id,
+            at,
+            plan=plan,
+            org=org_id,
+            org_admin=org_admin,
+            server_admin=server_admin,
+            actor=actor,
+        )
     return user
 
 
@@ -130,8 +149,14 @@ def settings_history(store: Store, account_id: str) -> list[dict[str, object]]:
             .order_by(PolicyEvent.seq)
         )
         return [
-            {"seq": e.seq, "at": format_time(e.at), "setting": e.type, "value": e.value, "actor": e.actor,
-             "policy": e.policy}
+            {
+                "seq": e.seq,
+                "at": format_time(e.at),
+                "setting": e.type,
+                "value": e.value,
+                "actor": e.actor,
+                "policy": e.policy,
+            }
             for e in rows
         ]
 
@@ -150,8 +175,15 @@ def create_api_key(
                 raise PolicyError(f"zero data retention API keys are not available on plan {plan!r}")
         prefix = secrets.token_hex(8)
         token = f"rf_{prefix}_{secrets.token_urlsafe(32)}"
-        key = ApiKey(id=new_id("key"), user_id=user.id, name=_text(name, "name"), prefix=prefix,
-                     secret_sha256=hashlib.sha256(token.encode()).hexdigest(), zdr=zdr, created_at=at)
+        key = ApiKey(
+            id=new_id("key"),
+            user_id=user.id,
+            name=_text(name, "name"),
+            prefix=prefix,
+            secret_sha256=hashlib.sha256(token.encode()).hexdigest(),
+            zdr=zdr,
+            created_at=at,
+        )
         db.add(key)
         db.flush()
         _audit(store, db, "apikey.created", key.id, at, user=user.id, zdr=zdr, actor=actor)
@@ -218,13 +250,18 @@ def connect_repository(store: Store, user_id: str, url: str, at: datetime, *, ac
         if db.get(User, user_id) is None:
             raise NotFound(f"no user {user_id!r}")
         existing = db.scalar(
-            select(Repository).where(Repository.user_id == user_id, Repository.host == host,
-                                     Repository.owner == owner, Repository.name == name)
+            select(Repository).where(
+                Repository.user_id == user_id,
+                Repository.host == host,
+                Repository.owner == owner,
+                Repository.name == name,
+            )
         )
         if existing is not None:
             raise Conflict(f"repository {canonical} is already connected ({existing.id})")
-        repo = Repository(id=new_id("repo"), user_id=user_id, host=host, owner=owner, name=name, url=canonical,
-                          created_at=at)
+        repo = Repository(
+            id=new_id("repo"), user_id=user_id, host=host, owner=owner, name=name, url=canonical, created_at=at
+        )
         db.add(repo)
         db.flush()
         _audit(store, db, "repository.connected", repo.id, at, user=user_id, host=host, actor=actor)
@@ -241,5 +278,7 @@ def disconnect_repository(store: Store, user_id: str, repo_id: str, at: datetime
         repo = db.get(Repository, repo_id)
         if repo is None or repo.user_id != user_id:
             raise NotFound(f"no repository {repo_id!r} for this user")
+        if db.scalar(select(Session.id).where(Session.repository_id == repo_id).limit(1)) is not None:
+            raise Conflict(f"repository {repo.url} has sessions; delete them before disconnecting it")
         db.delete(repo)
         _audit(store, db, "repository.disconnected", repo_id, at, user=user_id, actor=actor)

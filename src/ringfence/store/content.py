@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import CursorResult, delete, func, select, update
 from sqlalchemy.orm import Session as OrmSession
 
 from ringfence.policy import EventType
@@ -38,7 +38,12 @@ class ContentRecord:
 
 
 def start_session(
-    store: Store, user_id: str, at: datetime, *, repository_id: str | None, api_key_id: str | None = None,
+    store: Store,
+    user_id: str,
+    at: datetime,
+    *,
+    repository_id: str | None,
+    api_key_id: str | None = None,
     session_id: str | None = None,
 ) -> Session:
     """Open a session record. The repository must be one this user connected; ZDR comes from the org or the key."""
@@ -61,12 +66,22 @@ def start_session(
         sid = session_id or new_id("ses")
         if db.get(Session, sid) is not None:
             raise Conflict(f"session {sid!r} already exists")
-        row = Session(id=sid, account_id=user.account_id, user_id=user.id, repository_id=repository_id, zdr=False,
-                      state="active", created_at=at, last_activity_at=at, policy=store.rules.stamp)
+        row = Session(
+            id=sid,
+            account_id=user.account_id,
+            user_id=user.id,
+            repository_id=repository_id,
+            zdr=False,
+            state="active",
+            created_at=at,
+            last_activity_at=at,
+            policy=store.rules.stamp,
+        )
         db.add(row)
         db.flush()
-        ledger.record(store, db, user.account_id, EventType.ACTIVITY, at, actor=user.id, session_id=sid,
-                      zdr_key=zdr_key)
+        ledger.record(
+            store, db, user.account_id, EventType.ACTIVITY, at, actor=user.id, session_id=sid, zdr_key=zdr_key
+        )
     return row
 
 
@@ -87,9 +102,7 @@ def _session(db: OrmSession, session_id: str) -> Session:
 
 def _writable(row: Session, at: datetime, what: str) -> None:
     if row.zdr:
-        raise ContentRefused(
-            f"session {row.id} runs under zero data retention: the store keeps no {what}, by policy"
-        )
+        raise ContentRefused(f"session {row.id} runs under zero data retention: the store keeps no {what}, by policy")
     if row.state != "active":
         raise ContentRefused(f"session {row.id} is {row.state}: its content is gone and no more is kept")
     if row.delete_after is None or row.retention_rule is None:
@@ -105,8 +118,14 @@ def _key(store: Store, db: OrmSession, key_id: str, at: datetime, *, create: boo
         if not create:
             raise NotFound(f"the data key of {key_id} is destroyed: its content is unreadable")
         data_key = new_data_key()
-        db.add(DataKey(id=key_id, wrapped=store.master.wrap(data_key, context), master_key_id=store.master.key_id,
-                       created_at=at))
+        db.add(
+            DataKey(
+                id=key_id,
+                wrapped=store.master.wrap(data_key, context),
+                master_key_id=store.master.key_id,
+                created_at=at,
+            )
+        )
         return data_key
     return store.master.unwrap(found.wrapped, context)
 
@@ -127,8 +146,15 @@ def put_content(store: Store, session_id: str, kind: ContentKind, text: str, at:
         _writable(row, at, kind)
         data_key = _key(store, db, session_id, at, create=True)
         nonce, ciphertext = seal(data_key, plaintext, _aad(session_id, session_id, kind, turn))
-        item = ContentItem(session_id=session_id, key_id=session_id, kind=kind, turn=turn, nonce=nonce,
-                           ciphertext=ciphertext, created_at=at)
+        item = ContentItem(
+            session_id=session_id,
+            key_id=session_id,
+            kind=kind,
+            turn=turn,
+            nonce=nonce,
+            ciphertext=ciphertext,
+            created_at=at,
+        )
         db.add(item)
         db.flush()
         ledger.audit_content(store, db, session_id, at, kind=kind, turn=turn, size=len(plaintext))
@@ -148,9 +174,13 @@ def read_content(store: Store, session_id: str, *, include_feedback: bool = Fals
         for item in db.scalars(query):
             if item.key_id not in keys:
                 keys[item.key_id] = _key(store, db, item.key_id, item.created_at, create=False)
-            text = unseal(keys[item.key_id], item.nonce, item.ciphertext,
-                          _aad(session_id, item.key_id, item.kind, item.turn),
-                          f"content item {item.id} ({item.kind}) of session {session_id}")
+            text = unseal(
+                keys[item.key_id],
+                item.nonce,
+                item.ciphertext,
+                _aad(session_id, item.key_id, item.kind, item.turn),
+                f"content item {item.id} ({item.kind}) of session {session_id}",
+            )
             records.append(ContentRecord(item.kind, item.turn, text.decode("utf-8"), item.created_at))
         return records
 
@@ -162,14 +192,26 @@ def delete_session(store: Store, session_id: str, at: datetime, *, actor: str) -
         if row.state == "deleted":
             raise Conflict(f"session {session_id} is already deleted")
         key_ids = [session_id, *db.scalars(select(Feedback.key_id).where(Feedback.session_id == session_id))]
-        destroyed = db.execute(delete(DataKey).where(DataKey.id.in_(key_ids))).rowcount
-        removed = db.execute(delete(ContentItem).where(ContentItem.session_id == session_id)).rowcount
-        db.execute(Feedback.__table__.update().where(Feedback.session_id == session_id).values(purged_at=at))
-        ledger.record(store, db, row.account_id, EventType.DELETE, at, actor=actor, session_id=session_id,
-                      audit={"keys_destroyed": destroyed, "items_removed": removed})
+        destroyed = _count(db.execute(delete(DataKey).where(DataKey.id.in_(key_ids))))
+        removed = _count(db.execute(delete(ContentItem).where(ContentItem.session_id == session_id)))
+        db.execute(update(Feedback).where(Feedback.session_id == session_id).values(purged_at=at))
+        ledger.record(
+            store,
+            db,
+            row.account_id,
+            EventType.DELETE,
+            at,
+            actor=actor,
+            session_id=session_id,
+            audit={"keys_destroyed": destroyed, "items_removed": removed},
+        )
         row.state, row.deleted_at, row.purged_at, row.delete_after = "deleted", at, at, None
         row.retention_rule = "deleted"
     truncate_wal(store.engine)
+
+
+def _count(result: object) -> int:
+    return result.rowcount if isinstance(result, CursorResult) else 0
 
 
 def add_feedback(store: Store, session_id: str, transcript: str, at: datetime, *, actor: str) -> Feedback:
@@ -183,10 +225,24 @@ def add_feedback(store: Store, session_id: str, transcript: str, at: datetime, *
         rule = store.rules.retention["feedback"]
         data_key = _key(store, db, feedback_id, at, create=True)
         nonce, ciphertext = seal(data_key, transcript.encode("utf-8"), _aad(session_id, feedback_id, "feedback", 0))
-        db.add(ContentItem(session_id=session_id, key_id=feedback_id, kind="feedback", turn=0, nonce=nonce,
-                           ciphertext=ciphertext, created_at=at))
-        feedback = Feedback(id=feedback_id, session_id=session_id, key_id=feedback_id, created_at=at,
-                            delete_after=rule.duration.after(at))
+        db.add(
+            ContentItem(
+                session_id=session_id,
+                key_id=feedback_id,
+                kind="feedback",
+                turn=0,
+                nonce=nonce,
+                ciphertext=ciphertext,
+                created_at=at,
+            )
+        )
+        feedback = Feedback(
+            id=feedback_id,
+            session_id=session_id,
+            key_id=feedback_id,
+            created_at=at,
+            delete_after=rule.duration.after(at),
+        )
         db.add(feedback)
     return feedback
 
@@ -195,8 +251,7 @@ def rate(store: Store, session_id: str, value: int | str, at: datetime, *, actor
     """A quality rating: only the value is kept; it never touches training settings or exports."""
     with store.write() as db:
         row = _session(db, session_id)
-        ledger.record(store, db, row.account_id, EventType.RATING, at, actor=actor, session_id=session_id,
-                      value=value)
+        ledger.record(store, db, row.account_id, EventType.RATING, at, actor=actor, session_id=session_id, value=value)
         db.add(Rating(session_id=session_id, value=str(value), created_at=at))
 
 

@@ -73,18 +73,24 @@ def export_training(store: Store, at: datetime, out: Path, now: datetime, *, act
         os.chmod(tmp, 0o600)
         for session_id, account_id in chosen:
             items = [{"kind": r.kind, "turn": r.turn, "text": r.text} for r in read_content(store, session_id)]
-            line = json.dumps({"session": session_id, "account": account_id, "items": items},
-                              sort_keys=True, ensure_ascii=False).encode() + b"\n"
+            line = (
+                json.dumps(
+                    {"session": session_id, "account": account_id, "items": items}, sort_keys=True, ensure_ascii=False
+                ).encode()
+                + b"\n"
+            )
             digest.update(line)
             handle.write(line)
     os.replace(tmp, out)
-    manifest = Manifest(store.rules.version, store.rules.sha256, format_time(at), [s for s, _ in chosen],
-                        digest.hexdigest())
+    manifest = Manifest(
+        store.rules.version, store.rules.sha256, format_time(at), [s for s, _ in chosen], digest.hexdigest()
+    )
     Path(f"{out}.manifest.json").write_text(json.dumps(manifest.to_json(), indent=2, sort_keys=True) + "\n")
     with store.write() as db:
         store.audit.append(
             db.connection(),
-            AuditEntry("export.training", "export", format_time(now),
-                       {**manifest.to_json(), "actor": actor}, store.rules.stamp),
+            AuditEntry(
+                "export.training", "export", format_time(now), {**manifest.to_json(), "actor": actor}, store.rules.stamp
+            ),
         )
     return manifest

@@ -63,8 +63,19 @@ def record(
     events = load_events(db, account_id)
     event = Event((events[-1].seq if events else 0) + 1, at, account_id, kind, session_id, value, zdr_key)
     history = replay(store.rules, [account], [*events, event])
-    db.add(PolicyEvent(account_id=account_id, seq=event.seq, at=at, type=kind.value, session_id=session_id,
-                       value=value, zdr_key=zdr_key, actor=actor, policy=store.rules.stamp))
+    db.add(
+        PolicyEvent(
+            account_id=account_id,
+            seq=event.seq,
+            at=at,
+            type=kind.value,
+            session_id=session_id,
+            value=value,
+            zdr_key=zdr_key,
+            actor=actor,
+            policy=store.rules.stamp,
+        )
+    )
     touched = None if kind in (EventType.CONSENT, EventType.DPP) else {session_id}
     decisions = _materialize(db, history, account_id, touched)
     data: dict[str, Any] = {"account": account_id, "event": kind.value, "seq": event.seq, "actor": actor}

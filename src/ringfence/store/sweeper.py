@@ -85,8 +85,13 @@ def _purge_sessions(store: Store, now: datetime, batch: int, report: SweepReport
         store.audit.append_many(
             db.connection(),
             [
-                AuditEntry("retention.expired", r.id, at,
-                           {"rule": r.retention_rule, "delete_after": format_time(r.delete_after)}, stamp)
+                AuditEntry(
+                    "retention.expired",
+                    r.id,
+                    at,
+                    {"rule": r.retention_rule, "delete_after": format_time(r.delete_after)},
+                    stamp,
+                )
                 for r in rows
             ],
         )
@@ -111,8 +116,13 @@ def _purge_feedback(store: Store, now: datetime, batch: int, report: SweepReport
         store.audit.append_many(
             db.connection(),
             [
-                AuditEntry("retention.feedback_expired", r.id, at,
-                           {"session": r.session_id, "delete_after": format_time(r.delete_after)}, stamp)
+                AuditEntry(
+                    "retention.feedback_expired",
+                    r.id,
+                    at,
+                    {"session": r.session_id, "delete_after": format_time(r.delete_after)},
+                    stamp,
+                )
                 for r in rows
             ],
         )

@@ -1,0 +1,72 @@
+"""The ASGI application: the REST API (OpenAPI at /openapi.json) over an open store, and the periodic sweeper.
+
+The clock is injected (tests pass a fixed one); the store is opened by the caller and handed in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+
+from fastapi import FastAPI
+
+from ringfence import __version__
+from ringfence.api import errors
+from ringfence.api.routes import router
+from ringfence.store.db import Store
+from ringfence.store.sweeper import sweep
+
+log = logging.getLogger("ringfence.api")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def create_app(
+    store: Store, *, clock: Callable[[], datetime] = utc_now, sweep_interval: float | None = None
+) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(_sweeper(store, clock, sweep_interval)) if sweep_interval else None
+        yield
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    app = FastAPI(
+        title="ringfence",
+        version=__version__,
+        description="Run AI coding-agent sessions in isolated sandboxes, with the data-usage policy enforced.",
+        lifespan=lifespan,
+    )
+    app.state.store = store
+    app.state.clock = clock
+    errors.install(app)
+    app.include_router(router)
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, str]:
+        return {"status": "ok", "policy": store.rules.stamp}
+
+    return app
+
+
+async def _sweeper(store: Store, clock: Callable[[], datetime], interval: float) -> None:
+    while True:
+        try:
+            report = await asyncio.to_thread(sweep, store, clock())
+            if report.sessions or report.feedback or report.undecidable:
+                log.info(
+                    "sweep: %d sessions and %d feedback purged; %d without a computable deadline",
+                    len(report.sessions),
+                    len(report.feedback),
+                    len(report.undecidable),
+                )
+        except Exception:
+            log.exception("sweep failed; retrying at the next interval")
+        await asyncio.sleep(interval)

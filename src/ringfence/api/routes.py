@@ -1,0 +1,210 @@
+"""The REST routes of the foundation: organizations, users, settings, API keys, repositories, policy, audit."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from ringfence.api.auth import CurrentPrincipal, CurrentStore
+from ringfence.api.errors import Forbidden
+from ringfence.api.schemas import (
+    ApiKeyIn,
+    OrganizationIn,
+    OrgSettingsIn,
+    RepositoryIn,
+    TrainingIn,
+    UserIn,
+    key_out,
+    org_out,
+    repo_out,
+    user_out,
+)
+from ringfence.policy import explain
+from ringfence.store import accounts
+from ringfence.store.errors import Invalid, NotFound
+from ringfence.store.models import Organization, User
+
+router = APIRouter(prefix="/v1")
+
+
+def _now(request: Request) -> datetime:
+    clock: Callable[[], datetime] = request.app.state.clock
+    return clock()
+
+
+@router.get("/me", tags=["users"], summary="The authenticated user")
+def me(who: CurrentPrincipal) -> dict[str, Any]:
+    return {**user_out(who.user), "key": key_out(who.key)}
+
+
+@router.post("/organizations", status_code=201, tags=["organizations"], summary="Create an organization")
+def create_org(body: OrganizationIn, who: CurrentPrincipal, store: CurrentStore, request: Request) -> dict[str, Any]:
+    who.require_server_admin()
+    return org_out(accounts.create_organization(store, body.name, body.plan, _now(request), actor=who.id))
+
+
+def _org(store: CurrentStore, org_id: str, who: CurrentPrincipal) -> Organization:
+    with store.read() as db:
+        org = db.get(Organization, org_id)
+    if org is None or not who.may_see_org(org_id):
+        raise NotFound(f"no organization {org_id!r}")
+    return org
+
+
+@router.get("/organizations/{org_id}", tags=["organizations"])
+def get_org(org_id: str, who: CurrentPrincipal, store: CurrentStore) -> dict[str, Any]:
+    return org_out(_org(store, org_id, who))
+
+
+@router.put("/organizations/{org_id}/settings", tags=["settings"], summary="Turn DPP or ZDR on or off (org admin)")
+def set_org_settings(
+    org_id: str, body: OrgSettingsIn, who: CurrentPrincipal, store: CurrentStore, request: Request
+) -> dict[str, Any]:
+    _org(store, org_id, who)
+    who.require_org_admin(org_id)
+    if body.dpp is None and body.zdr is None:
+        raise Invalid("give 'dpp', 'zdr' or both")
+    org = None
+    for switch in ("dpp", "zdr"):
+        value = getattr(body, switch)
+        if value is not None:
+            org = accounts.set_org_switch(store, org_id, switch, value, _now(request), actor=who.id)
+    assert org is not None
+    return org_out(org)
+
+
+@router.get("/organizations/{org_id}/settings/history", tags=["settings"])
+def org_settings_history(org_id: str, who: CurrentPrincipal, store: CurrentStore) -> list[dict[str, object]]:
+    _org(store, org_id, who)
+    return accounts.settings_history(store, org_id)
+
+
+@router.post("/users", status_code=201, tags=["users"], summary="Create a user (server admin, or org admin)")
+def create_user(body: UserIn, who: CurrentPrincipal, store: CurrentStore, request: Request) -> dict[str, Any]:
+    if not who.user.server_admin:
+        if body.org_id is None:
+            raise Forbidden("only a server admin creates consumer users")
+        who.require_org_admin(body.org_id)
+    user = accounts.create_user(
+        store, body.name, _now(request), actor=who.id, plan=body.plan, org_id=body.org_id, org_admin=body.org_admin
+    )
+    return user_out(user)
+
+
+def _user(store: CurrentStore, user_id: str, who: CurrentPrincipal) -> User:
+    with store.read() as db:
+        user = db.get(User, user_id)
+    visible = user is not None and (
+        who.id == user_id or who.user.server_admin or (who.user.org_admin and who.user.org_id == user.org_id)
+    )
+    if user is None or not visible:
+        raise NotFound(f"no user {user_id!r}")
+    return user
+
+
+@router.get("/users/{user_id}", tags=["users"])
+def get_user(user_id: str, who: CurrentPrincipal, store: CurrentStore) -> dict[str, Any]:
+    return user_out(_user(store, user_id, who))
+
+
+@router.get("/users/{user_id}/settings/training", tags=["settings"], summary="The training setting and its history")
+def get_training(user_id: str, who: CurrentPrincipal, store: CurrentStore) -> dict[str, Any]:
+    user = _user(store, user_id, who)
+    who.require_self(user_id)
+    return {"enabled": user.training, "history": accounts.settings_history(store, user_id)}
+
+
+@router.put("/users/{user_id}/settings/training", tags=["settings"], summary="Turn your training setting on or off")
+def set_training(
+    user_id: str, body: TrainingIn, who: CurrentPrincipal, store: CurrentStore, request: Request
+) -> dict[str, Any]:
+    _user(store, user_id, who)
+    who.require_self(user_id)
+    user = accounts.set_training(store, user_id, body.enabled, _now(request), actor=who.id)
+    return {"enabled": user.training, "history": accounts.settings_history(store, user_id)}
+
+
+@router.post("/users/{user_id}/api-keys", status_code=201, tags=["api keys"], summary="Create a token (shown once)")
+def create_key(
+    user_id: str, body: ApiKeyIn, who: CurrentPrincipal, store: CurrentStore, request: Request
+) -> dict[str, Any]:
+    _user(store, user_id, who)
+    if who.id != user_id:
+        who.require_server_admin()
+    key, token = accounts.create_api_key(store, user_id, body.name, _now(request), actor=who.id, zdr=body.zdr)
+    return {**key_out(key), "token": token.reveal()}
+
+
+@router.get("/users/{user_id}/api-keys", tags=["api keys"])
+def list_keys(user_id: str, who: CurrentPrincipal, store: CurrentStore) -> list[dict[str, Any]]:
+    _user(store, user_id, who)
+    who.require_self(user_id)
+    return [key_out(k) for k in accounts.list_api_keys(store, user_id)]
+
+
+@router.delete("/users/{user_id}/api-keys/{key_id}", tags=["api keys"])
+def revoke_key(
+    user_id: str, key_id: str, who: CurrentPrincipal, store: CurrentStore, request: Request
+) -> dict[str, Any]:
+    _user(store, user_id, who)
+    who.require_self(user_id)
+    return key_out(accounts.revoke_api_key(store, user_id, key_id, _now(request), actor=who.id))
+
+
+@router.post("/users/{user_id}/repositories", status_code=201, tags=["repositories"])
+def connect_repo(
+    user_id: str, body: RepositoryIn, who: CurrentPrincipal, store: CurrentStore, request: Request
+) -> dict[str, Any]:
+    _user(store, user_id, who)
+    who.require_self(user_id)
+    return repo_out(accounts.connect_repository(store, user_id, body.url, _now(request), actor=who.id))
+
+
+@router.get("/users/{user_id}/repositories", tags=["repositories"])
+def list_repos(user_id: str, who: CurrentPrincipal, store: CurrentStore) -> list[dict[str, Any]]:
+    _user(store, user_id, who)
+    who.require_self(user_id)
+    return [repo_out(r) for r in accounts.list_repositories(store, user_id)]
+
+
+@router.delete("/users/{user_id}/repositories/{repo_id}", status_code=204, tags=["repositories"])
+def disconnect_repo(user_id: str, repo_id: str, who: CurrentPrincipal, store: CurrentStore, request: Request) -> None:
+    _user(store, user_id, who)
+    who.require_self(user_id)
+    accounts.disconnect_repository(store, user_id, repo_id, _now(request), actor=who.id)
+
+
+@router.post("/policy/explain", tags=["policy"], summary="Evaluate a scenario exactly as `ringfence policy explain`")
+async def policy_explain(request: Request, who: CurrentPrincipal, store: CurrentStore) -> dict[str, Any]:
+    return explain(store.rules, await request.body())
+
+
+@router.get("/audit/verify", tags=["audit"], summary="Walk the audit chain (server admin)")
+def audit_verify(who: CurrentPrincipal, store: CurrentStore) -> dict[str, Any]:
+    who.require_server_admin()
+    result = store.audit.verify(store.engine)
+    return {
+        "ok": result.ok,
+        "records": result.count,
+        "head_seq": result.head_seq,
+        "head_hash": result.head_hash.hex(),
+        "broken_seq": result.broken_seq,
+        "problem": result.problem,
+    }
+
+
+@router.get("/policy", tags=["policy"], summary="The policy in force: version, hash, plans and retention rules")
+def policy_info(who: CurrentPrincipal, store: CurrentStore) -> dict[str, Any]:
+    rules = store.rules
+    return {
+        "version": rules.version,
+        "sha256": rules.sha256,
+        "plans": {
+            n: {"class": p.account_class, "training": p.training, "dpp": p.can_join_dpp, "zdr": p.can_have_zdr}
+            for n, p in rules.plans.items()
+        },
+        "retention": {n: {"duration": str(r.duration), "describe": r.describe} for n, r in rules.retention.items()},
+    }

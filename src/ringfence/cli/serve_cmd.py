@@ -1,0 +1,57 @@
+"""`ringfence serve`: open the store, make sure an admin and its token exist, print where to go, serve."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import uvicorn
+from sqlalchemy import select
+
+from ringfence.api.app import create_app
+from ringfence.cli.common import DataDir, now, out, reports_errors, settings, store_from
+from ringfence.store import accounts
+from ringfence.store.crypto import Secret
+from ringfence.store.db import Store
+from ringfence.store.models import User
+
+TOKEN_FILE = "admin-token"  # noqa: S105 (a file name, not a secret)
+
+
+def bootstrap_admin(store: Store, data_dir: Path) -> Secret:
+    """The server admin's token: kept (0600) in the data directory so every start can print a working one."""
+    path = data_dir / TOKEN_FILE
+    if path.exists():
+        token = Secret(path.read_text().strip())
+        if accounts.authenticate(store, token.reveal()) is not None:
+            return token
+    with store.read() as db:
+        admin = db.scalar(select(User).where(User.server_admin.is_(True)).limit(1))
+    if admin is None:
+        admin = accounts.create_user(store, "admin", now(), actor="bootstrap", server_admin=True)
+    _, token = accounts.create_api_key(store, admin.id, "bootstrap admin token", now(), actor="bootstrap")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(token.reveal() + "\n")
+    return token
+
+
+@reports_errors
+def serve(
+    listen: Annotated[str | None, typer.Option(help="HOST:PORT to listen on (default 127.0.0.1:8600)")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Run the API server (OpenAPI at /openapi.json) with the retention sweeper."""
+    config = settings(data_dir, listen=listen)
+    store = store_from(config)
+    token = bootstrap_admin(store, config.data_dir)
+    host, _, port = config.listen.rpartition(":")
+    shown = f"[{host}]" if ":" in host else host
+    out.print(f"ringfence {config.data_dir}: policy {store.rules.stamp}")
+    out.print(f"web address:  http://{shown}:{port}/   (API docs at /docs, schema at /openapi.json)")
+    out.print(f"admin token:  {token.reveal()}")
+    out.print(f"try:          curl -H 'Authorization: Bearer {token.reveal()}' http://{shown}:{port}/v1/me")
+    app = create_app(store, sweep_interval=config.sweep_interval_seconds)
+    uvicorn.run(app, host=host.strip("[]"), port=int(port), log_level="info")
