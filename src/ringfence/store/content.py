@@ -89,6 +89,9 @@ def record_activity(store: Store, session_id: str, at: datetime, *, actor: str) 
     """A prompt or resume: new activity re-decides consent and retention (refused once deleted or expired)."""
     with store.write() as db:
         row = _session(db, session_id)
+        if row.state != "active":
+            # The sweeper may have purged it an instant ago, before this request's time: its content is gone.
+            raise ContentRefused(f"session {session_id} is {row.state}: its content is gone, start a new session")
         ledger.record(store, db, row.account_id, EventType.ACTIVITY, at, actor=actor, session_id=session_id)
     return row
 

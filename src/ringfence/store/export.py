@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import select
 
 from ringfence.audit import AuditEntry
-from ringfence.policy import decide, format_time
+from ringfence.policy import format_time
 from ringfence.store import ledger
 from ringfence.store.content import read_content
 from ringfence.store.db import Store
@@ -57,8 +57,8 @@ def eligible_sessions(store: Store, at: datetime) -> list[tuple[str, str]]:
             plan = store.rules.plan(ledger.policy_account(db, account_id).plan)
             if plan.training == "never":
                 continue
-            decisions = decide(ledger.replay_account(store, db, account_id), at)
-            chosen.extend((d.session, account_id) for d in decisions.sessions.values() if d.eligible)
+            decided = ledger.decisions(store, db, account_id, at)
+            chosen.extend((d.session, account_id) for d in decided.sessions.values() if d.eligible)
     return sorted(chosen)
 
 

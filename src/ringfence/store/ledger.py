@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session as OrmSession
 
 from ringfence.audit import AuditEntry
-from ringfence.policy import Account, Event, EventType, Replay, format_time, replay
+from ringfence.policy import Account, Event, EventType, Explanation, Replay, evaluate, format_time, replay
 from ringfence.store.db import Store
 from ringfence.store.errors import NotFound
 from ringfence.store.models import Organization, PolicyEvent, Session, User
@@ -43,6 +43,11 @@ def load_events(db: OrmSession, account_id: str) -> list[Event]:
 
 def replay_account(store: Store, db: OrmSession, account_id: str) -> Replay:
     return replay(store.rules, [policy_account(db, account_id)], load_events(db, account_id))
+
+
+def decisions(store: Store, db: OrmSession, account_id: str, at: datetime) -> Explanation:
+    """The server's decisions for every session of an account at `at`: its stored ledger through `evaluate`."""
+    return evaluate(store.rules, [policy_account(db, account_id)], load_events(db, account_id), at)
 
 
 def record(
