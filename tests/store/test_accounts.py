@@ -28,8 +28,9 @@ def test_dpp_is_refused_on_plans_that_cannot_join_and_nothing_changes(store: Sto
         assert db.scalars(select(PolicyEvent).where(PolicyEvent.account_id == org.id)).all() == []
 
 
-@pytest.mark.parametrize(("plan", "allowed"), [("team", False), ("enterprise", True), ("api", True),
-                                                ("bedrock", False), ("gov", False)])
+@pytest.mark.parametrize(
+    ("plan", "allowed"), [("team", False), ("enterprise", True), ("api", True), ("bedrock", False), ("gov", False)]
+)
 def test_zdr_only_where_the_plan_allows(store: Store, plan: str, allowed: bool) -> None:
     org, admin = org_with_member(store, plan)
     if allowed:

@@ -24,13 +24,17 @@ LATER = T0 + timedelta(hours=1)
 def test_content_round_trips_encrypted(store: Store, data_dir: Path) -> None:
     user = consumer(store, training=True)
     session = content.start_session(store, user.id, T0, repository_id=None)
-    for turn, (kind, text) in enumerate([("prompt", "fix the bug ünïcode"), ("output", "done"),
-                                         ("code_change", "--- a\n+++ b\n")], 1):
+    for turn, (kind, text) in enumerate(
+        [("prompt", "fix the bug ünïcode"), ("output", "done"), ("code_change", "--- a\n+++ b\n")], 1
+    ):
         content.put_content(store, session.id, kind, text, LATER, turn=turn)
     records = content.read_content(store, session.id)
     assert [(r.kind, r.turn, r.text) for r in records] == [
-        ("prompt", 1, "fix the bug ünïcode"), ("output", 2, "done"), ("code_change", 3, "--- a\n+++ b\n")]
-    assert files_containing(data_dir, "fix the bug".encode()) == []
+        ("prompt", 1, "fix the bug ünïcode"),
+        ("output", 2, "done"),
+        ("code_change", 3, "--- a\n+++ b\n"),
+    ]
+    assert files_containing(data_dir, b"fix the bug") == []
 
 
 def test_bad_content_input_is_refused(store: Store) -> None:
@@ -43,8 +47,7 @@ def test_bad_content_input_is_refused(store: Store) -> None:
 
 
 @pytest.mark.parametrize("how", ["org", "key"])
-def test_t6_zdr_content_is_refused_by_the_store_and_never_reaches_disk(store: Store, data_dir: Path,
-                                                                       how: str) -> None:
+def test_t6_zdr_content_is_refused_by_the_store_and_never_reaches_disk(store: Store, data_dir: Path, how: str) -> None:
     org, member = org_with_member(store, "api")
     key_id = None
     if how == "org":

@@ -25,7 +25,7 @@ def populate(store: Store) -> dict[str, str]:
     on, off = consumer(store, training=True), consumer(store, training=False)
     org, member = org_with_member(store, "team")
     accounts.set_org_switch(store, org.id, "dpp", True, T0, actor=member.id)
-    gov_org, gov_member = org_with_member(store, "gov")
+    _gov_org, gov_member = org_with_member(store, "gov")
     made = {}
     for name, user in [("on", on), ("off", off), ("dpp", member), ("gov", gov_member), ("rated", on)]:
         session = content.start_session(store, user.id, T0 + DAY, repository_id=None)
@@ -46,8 +46,7 @@ def test_export_holds_exactly_the_eligible_sessions(store: Store, tmp_path: Path
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert [line["session"] for line in lines] == sorted(manifest.sessions)
     texts = {item["text"] for line in lines for item in line["items"]}
-    assert texts == {"prompt of on", "diff of on", "prompt of dpp", "diff of dpp", "prompt of rated",
-                     "diff of rated"}
+    assert texts == {"prompt of on", "diff of on", "prompt of dpp", "diff of dpp", "prompt of rated", "diff of rated"}
     assert "FEEDBACK" not in out.read_text() and "rating" not in out.read_text()
     saved = json.loads(Path(f"{out}.manifest.json").read_text())
     assert saved["policy_version"] == store.rules.version and saved["at"] == "2026-01-03T00:00:00Z"

@@ -41,9 +41,7 @@ def capture_key(store: Store, key_id: str, keys: dict[str, set[bytes]], sid: str
         keys.setdefault(sid, set()).update({raw, row.wrapped})
 
 
-def apply(
-    store: Store, history: History
-) -> tuple[dict[str, str], dict[str, list[str]], int, dict[str, set[bytes]]]:
+def apply(store: Store, history: History) -> tuple[dict[str, str], dict[str, list[str]], int, dict[str, set[bytes]]]:
     """Replay `history` through the store. Returns (scenario account -> store account, session -> markers,
     number of policy events recorded, session -> key material it had)."""
     actors: dict[str, str] = {}
@@ -70,8 +68,9 @@ def apply(
         if event.type is EventType.CONSENT:
             accounts.set_training(store, actor, bool(event.value), at, actor=actor)
         elif event.type in (EventType.DPP, EventType.ZDR):
-            accounts.set_org_switch(store, account_ids[event.account], event.type.value, bool(event.value), at,
-                                    actor=actor)
+            accounts.set_org_switch(
+                store, account_ids[event.account], event.type.value, bool(event.value), at, actor=actor
+            )
         elif event.type is EventType.ACTIVITY:
             assert sid is not None
             if sid in markers:
@@ -123,7 +122,12 @@ def test_store_keeps_the_policy_on_random_histories(history: History) -> None:
         for sid, want in expected.sessions.items():
             got = server[sid]
             assert (got.state, got.eligible, got.retention_rule, got.delete_after, got.reason_code) == (
-                want.state, want.eligible, want.retention_rule, want.delete_after, want.reason_code)
+                want.state,
+                want.eligible,
+                want.retention_rule,
+                want.delete_after,
+                want.reason_code,
+            )
             row = rows[sid]
             assert row.zdr == want.zdr
             if want.state != "deleted":  # R1: the index the sweeper uses holds the policy's deadline
@@ -131,7 +135,8 @@ def test_store_keeps_the_policy_on_random_histories(history: History) -> None:
 
         # The export picks exactly the eligible sessions.
         assert {sid for sid, _ in eligible_sessions(store, history.at)} == {
-            sid for sid, d in expected.sessions.items() if d.eligible}
+            sid for sid, d in expected.sessions.items() if d.eligible
+        }
 
         # R2: one sweep removes exactly what expired; a second removes nothing.
         report = sweep(store, history.at)
@@ -139,8 +144,7 @@ def test_store_keeps_the_policy_on_random_histories(history: History) -> None:
         assert sweep(store, history.at).sessions == []
         with store.read() as db:
             for sid, want in expected.sessions.items():
-                stored = db.scalar(select(func.count()).where(ContentItem.session_id == sid,
-                                                              ContentItem.key_id == sid))
+                stored = db.scalar(select(func.count()).where(ContentItem.session_id == sid, ContentItem.key_id == sid))
                 if want.state == "active" and not want.zdr:
                     assert stored == sum(m.startswith("MARK") for m in markers[sid])
                 else:
@@ -156,15 +160,17 @@ def test_store_keeps_the_policy_on_random_histories(history: History) -> None:
                 assert sid not in keys
             if want.state == "active" and not want.zdr:
                 assert [r.text for r in content.read_content(store, sid)] == [
-                    m for m in markers[sid] if m.startswith("MARK")]
+                    m for m in markers[sid] if m.startswith("MARK")
+                ]
             elif want.state in ("deleted", "expired"):
                 for material in keys.get(sid, ()):
                     assert material not in disk, (sid, want.state)
 
         # A1: one audit record per policy event, each naming the policy version; the chain verifies.
         with store.read() as db:
-            policy_records = db.execute(
-                select(audit_records.c.policy).where(audit_records.c.kind.like("policy.%"))).scalars().all()
+            policy_records = (
+                db.execute(select(audit_records.c.policy).where(audit_records.c.kind.like("policy.%"))).scalars().all()
+            )
         assert len(policy_records) == recorded
         assert set(policy_records) <= {RULES.stamp}
         assert store.audit.verify(store.engine).ok

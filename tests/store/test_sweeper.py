@@ -103,9 +103,13 @@ def test_the_sweep_query_uses_the_deadline_index(store: Store) -> None:
     with store.engine.connect() as conn:
         plan = " ".join(
             str(row[-1])
-            for row in conn.execute(text(
-                "EXPLAIN QUERY PLAN SELECT id FROM sessions WHERE state = 'active' AND delete_after <= :now "
-                "ORDER BY delete_after LIMIT 100"), {"now": "2026-01-01 00:00:00"})
+            for row in conn.execute(
+                text(
+                    "EXPLAIN QUERY PLAN SELECT id FROM sessions WHERE state = 'active' AND delete_after <= :now "
+                    "ORDER BY delete_after LIMIT 100"
+                ),
+                {"now": "2026-01-01 00:00:00"},
+            )
         )
     assert "USING INDEX ix_sessions_state_delete_after" in plan, plan
     assert "SCAN sessions" not in plan
