@@ -129,3 +129,27 @@ def test_export_writes_one_json_object_per_line_with_the_chain(store: Store) -> 
     assert lines[0]["prev"] == "00" * 32
     assert all(lines[i]["prev"] == lines[i - 1]["hash"] for i in range(1, 5))
     assert lines[2]["data"] == {"i": 2}
+
+
+def test_verify_while_writers_append_sees_one_consistent_snapshot(store: Store) -> None:
+    fill(store, 50)
+    stop = threading.Event()
+
+    def writer() -> None:
+        i = 0
+        while not stop.is_set() and i < 2000:
+            with store.write() as db:
+                store.audit.append(
+                    db.connection(), AuditEntry("test.event", "w", "2026-01-01T00:00:00Z", {"i": i}, "v1")
+                )
+            i += 1
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        results = [store.audit.verify(store.engine) for _ in range(30)]
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+    assert all(r.ok for r in results), [r.problem for r in results if not r.ok]
+    assert results[-1].count > 50

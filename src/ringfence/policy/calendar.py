@@ -65,8 +65,5 @@ def parse_time(text: str) -> datetime:
 
 def format_time(moment: datetime) -> str:
     """The canonical text form: UTC, seconds (microseconds only when present), trailing Z."""
-    utc = moment.astimezone(UTC)
-    text = utc.strftime("%Y-%m-%dT%H:%M:%S")
-    if utc.microsecond:
-        text += f".{utc.microsecond:06d}"
-    return text + "Z"
+    utc = moment.astimezone(UTC).replace(tzinfo=None)
+    return utc.isoformat(timespec="microseconds" if utc.microsecond else "seconds") + "Z"

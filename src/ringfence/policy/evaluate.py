@@ -236,16 +236,16 @@ def decide(history: Replay, at: datetime) -> Explanation:
 
 def decide_session(rules: PolicyRules, s: _Session, at: datetime) -> SessionDecision:
     state: SessionState = "active"
-    fields: dict[str, str] = {"last_activity": format_time(s.activity_at), "at": format_time(at)}
+    fields: list[tuple[str, datetime | str]] = [("last_activity", s.activity_at), ("at", at)]
     plan = s.account.plan
     delete_after: datetime | None = s.delete_after
     rule = s.rule
     if s.deleted_at is not None:
         state, code, delete_after, rule = "deleted", "deleted", None, "deleted"
-        fields["deleted_at"] = format_time(s.deleted_at)
+        fields.append(("deleted_at", s.deleted_at))
     elif at >= s.delete_after:
         state, code = "expired", "expired"
-        fields["delete_after"] = format_time(s.delete_after)
+        fields.append(("delete_after", s.delete_after))
     elif s.zdr:
         code = "zdr"
     elif plan.training == "never":
@@ -256,10 +256,11 @@ def decide_session(rules: PolicyRules, s: _Session, at: datetime) -> SessionDeci
             code = "consent-off-at-activity" if consent else "dpp-off-at-activity"
         elif s.account.last_off_seq > s.activity_seq:
             code = "consent-turned-off" if consent else "dpp-turned-off"
-            fields["changed_at"] = format_time(s.account.last_off_at)  # type: ignore[arg-type]
+            assert s.account.last_off_at is not None
+            fields.append(("changed_at", s.account.last_off_at))
         else:
             code = "eligible-consent" if consent else "eligible-dpp"
-    fields["plan"] = plan.name
+    fields.append(("plan", plan.name))
     return SessionDecision(
         session=s.id,
         account=s.account.account.id,
@@ -267,11 +268,12 @@ def decide_session(rules: PolicyRules, s: _Session, at: datetime) -> SessionDeci
         zdr=s.zdr,
         eligible=code.startswith("eligible"),
         reason_code=code,
-        reason=rules.reasons[code].format_map(fields),
         retention_rule=rule,
         delete_after=delete_after,
         last_activity=s.activity_at,
         last_activity_seq=s.activity_seq,
+        reason_fields=tuple(fields),
+        template=rules.reasons[code],
     )
 
 

@@ -6,10 +6,12 @@ wall-clock time). A `SessionDecision` is what the policy says of one session at 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Literal
+
+from ringfence.policy.calendar import format_time
 
 Rating = Literal[1, 2, 3, "dismiss"]
 RATINGS: tuple[Rating, ...] = (1, 2, 3, "dismiss")
@@ -71,11 +73,19 @@ class SessionDecision:
     zdr: bool
     eligible: bool
     reason_code: str
-    reason: str
     retention_rule: str
     delete_after: datetime | None
     last_activity: datetime
     last_activity_seq: int
+    reason_fields: tuple[tuple[str, datetime | str], ...] = ()
+    template: str = field(default="", compare=False, repr=False)
+
+    @property
+    def reason(self) -> str:
+        """The sentence a user reads, rendered on demand (most callers need only `eligible` and the code)."""
+        return self.template.format_map(
+            {k: format_time(v) if isinstance(v, datetime) else v for k, v in self.reason_fields}
+        )
 
 
 @dataclass(frozen=True, slots=True)

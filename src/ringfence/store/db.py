@@ -48,7 +48,9 @@ def make_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:
-        mode = "DEFERRED" if conn.get_execution_options().get("readonly") else "IMMEDIATE"
+        # Writers declare themselves (Store.write): they take the write lock up front and queue on the busy
+        # timeout, instead of failing on a lock upgrade. Everything else reads a snapshot and blocks nobody.
+        mode = "IMMEDIATE" if conn.get_execution_options().get("write") else "DEFERRED"
         conn.exec_driver_sql(f"BEGIN {mode}")
 
     return engine
@@ -67,7 +69,7 @@ def migrate(engine: Engine) -> None:
     """Bring the schema to the newest migration."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as conn:
+    with engine.execution_options(write=True).begin() as conn:
         config.attributes["connection"] = conn
         command.upgrade(config, "head")
 
@@ -102,12 +104,12 @@ class Store:
     @contextmanager
     def write(self) -> Iterator[OrmSession]:
         """A write transaction (IMMEDIATE on SQLite); commits on success, rolls back on any error."""
-        with OrmSession(self.engine, expire_on_commit=False) as session, session.begin():
+        with OrmSession(self.engine.execution_options(write=True), expire_on_commit=False) as session, session.begin():
             yield session
 
     @contextmanager
     def read(self) -> Iterator[OrmSession]:
-        with OrmSession(self.engine.execution_options(readonly=True), expire_on_commit=False) as session:
+        with OrmSession(self.engine, expire_on_commit=False) as session:
             yield session
 
 
@@ -144,6 +146,6 @@ def open_store(
             f"but {key_file} holds key {master.key_id}"
         )
     if recorded is None:
-        with OrmSession(engine) as session, session.begin():
+        with OrmSession(engine.execution_options(write=True)) as session, session.begin():
             session.add(Meta(key="master_key_id", value=master.key_id))
     return Store(engine, rules or load_rules(), master, AuditLog(master.derive("audit-head")))

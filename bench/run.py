@@ -1,0 +1,53 @@
+"""Run every benchmark and write the table to docs/benchmarks.md (`make bench`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import audit_bench, policy_bench, sweep_bench
+from bench.common import Figure, machine
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    args = parser.parse_args()
+    scale = 10 if args.quick else 1
+    figures: list[Figure] = []
+    for label, bench in [
+        ("policy", lambda: policy_bench.run(2000 // scale, 50)),
+        ("audit", lambda: audit_bench.run(500_000 // scale)),
+        ("sweep", lambda: sweep_bench.run(1_000_000 // scale)),
+    ]:
+        print(f"running {label} ...", flush=True)
+        figures.extend(bench())
+        print(f"  {figures[-1].name}: {figures[-1].value:,.1f} {figures[-1].unit}", flush=True)
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Command: `make bench` (`python bench/run.py{' --quick' if args.quick else ''}`), "
+        f"run {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}.",
+        "",
+        f"Machine: {machine()}. The machine is shared and noisy: figures with a baseline give the ratio to it, "
+        "measured in the same run.",
+        "",
+        "| what | figure | target | met | notes |",
+        "|---|---|---|---|---|",
+    ]
+    for f in figures:
+        value = f"{f.value:,.1f} {f.unit}" if f.unit == "s" else f"{f.value:,.0f} {f.unit}"
+        lines.append(f"| {f.name} | {value} | {f.target} | {'yes' if f.ok else 'NO'} | {f.note} |")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(lines) + "\n")
+    print(args.out.read_text())
+    return 0 if all(f.ok for f in figures) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
