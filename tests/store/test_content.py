@@ -91,8 +91,9 @@ def test_d1_delete_destroys_the_key_first_and_leaves_nothing_readable(store: Sto
 
     content.delete_session(store, session.id, LATER, actor=user.id)
 
-    for needle in [marker.encode(), *keys, *wrapped, *ciphertexts]:
-        assert files_containing(data_dir, needle) == [], needle
+    for index, needle in enumerate([marker.encode(), *keys, *wrapped, *ciphertexts]):
+        holding = files_containing(data_dir, needle)
+        assert holding == [], f"needle {index} (key material is not printed) is still in {holding}"
     with pytest.raises(NotFound, match="deleted"):
         content.read_content(store, session.id)
     with pytest.raises(ContentRefused, match="is deleted"):
