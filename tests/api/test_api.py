@@ -49,6 +49,11 @@ def api(store: Store) -> Iterator[Api]:
         yield Api(base, token.reveal())
 
 
+def test_the_printed_address_leads_somewhere_useful(api: Api) -> None:
+    answer = httpx.get(api.base + "/", follow_redirects=True)
+    assert answer.status_code == 200 and "swagger" in answer.text.lower()
+
+
 def test_openapi_schema_is_served(api: Api) -> None:
     schema = api.call("GET", "/openapi.json").json()
     assert schema["info"]["title"] == "ringfence"

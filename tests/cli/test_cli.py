@@ -134,7 +134,7 @@ def test_serve_prints_an_address_and_a_working_admin_token(tmp_path: Path) -> No
     data = tmp_path / "data"
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RINGFENCE_")}
-    env["COLUMNS"] = "200"
+    env["COLUMNS"] = "60"  # narrower than the lines printed: they must not wrap
     proc = subprocess.Popen(
         [sys.executable, "-m", "ringfence", "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", str(data)],
         stdout=subprocess.PIPE,
@@ -145,10 +145,16 @@ def test_serve_prints_an_address_and_a_working_admin_token(tmp_path: Path) -> No
     try:
         lines: list[str] = []
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not any("admin token" in line for line in lines):
+        while time.monotonic() < deadline and not any(line.startswith("try:") for line in lines):
             lines.append(proc.stdout.readline())
         text = "".join(lines)
-        assert f"http://127.0.0.1:{port}/" in text
+        shows_address = f"http://127.0.0.1:{port}/" in text
+        assert shows_address  # a bool: the printed text holds the token
+        one_line_command = (
+            re.search(r"try:\s+curl -H 'Authorization: Bearer rf_\S+' http://127\.0\.0\.1:\d+/v1/me\n", text)
+            is not None
+        )
+        assert one_line_command  # a bool: a failure must not print the token
         token = re.search(r"admin token:\s+(\S+)", text).group(1)
         for _ in range(200):
             try:

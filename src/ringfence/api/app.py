@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
 from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
 
 from ringfence import __version__
 from ringfence.api import errors
@@ -48,6 +49,11 @@ def create_app(
     app.state.clock = clock
     errors.install(app)
     app.include_router(router)
+
+    @app.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        # The web console is a later issue; until then the address printed at start leads to the API docs.
+        return RedirectResponse("/docs")
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:

@@ -19,8 +19,9 @@ from ringfence.store.crypto import CryptoError
 from ringfence.store.db import Store, open_store
 from ringfence.store.errors import StoreError
 
-err = Console(stderr=True, highlight=False)
-out = Console(highlight=False)
+# soft_wrap: printed commands and tokens must stay on one line to be copied, whatever the terminal width.
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True)
 
 DataDir = Annotated[
     Path | None, typer.Option("--data-dir", help="where ringfence keeps its data (env RINGFENCE_DATA_DIR)")
