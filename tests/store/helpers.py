@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from datetime import datetime
 from pathlib import Path
 
-from ringfence.policy import EventType
-from ringfence.store import accounts, content
+from ringfence.policy import EventType, SessionDecision
+from ringfence.store import accounts, content, ledger
 from ringfence.store.db import Store
 from ringfence.store.errors import ContentRefused
 from ringfence.store.models import DataKey, Organization, User
@@ -96,3 +98,12 @@ def apply(store: Store, history: History) -> tuple[dict[str, str], dict[str, lis
             content.rate(store, sid, event.value, at, actor=actor)  # type: ignore[arg-type]
         recorded += 1
     return account_ids, markers, recorded, keys
+
+
+def server_decisions(store: Store, account_ids: Iterable[str], at: datetime) -> dict[str, SessionDecision]:
+    """The server's own decisions (its stored ledger replayed) for every session of these accounts."""
+    decided: dict[str, SessionDecision] = {}
+    with store.read() as db:
+        for account in set(account_ids):
+            decided.update(ledger.decisions(store, db, account, at).sessions)
+    return decided

@@ -130,3 +130,16 @@ def test_sessions_only_on_connected_repositories(store: Store) -> None:
     content.start_session(store, alice.id, T0, repository_id=repo.id)
     with pytest.raises(NotFound, match="not one this user connected"):
         content.start_session(store, bob.id, T0, repository_id=repo.id)
+
+
+@pytest.mark.parametrize("where", ["content", "feedback"])
+def test_oversized_items_are_refused_and_nothing_is_written(store: Store, where: str) -> None:
+    user = consumer(store)
+    session = content.start_session(store, user.id, T0, repository_id=None)
+    huge = "x" * (content.MAX_CONTENT_BYTES + 1)
+    with pytest.raises(Invalid, match="at most 16777216 are kept per item"):
+        if where == "content":
+            content.put_content(store, session.id, "output", huge, LATER, turn=1)
+        else:
+            content.add_feedback(store, session.id, huge, LATER, actor=user.id)
+    assert content.count_content(store, session.id) == 0

@@ -21,14 +21,14 @@ from sqlalchemy import func, select
 
 from ringfence.audit.table import audit_records
 from ringfence.policy import evaluate
-from ringfence.store import content, ledger
+from ringfence.store import content
 from ringfence.store.db import open_store
 from ringfence.store.export import eligible_sessions
 from ringfence.store.models import ContentItem, Session
 from ringfence.store.sweeper import sweep
 from tests.policy.helpers import RULES
 from tests.policy.histories import History, histories
-from tests.store.helpers import apply
+from tests.store.helpers import apply, server_decisions
 
 
 def on_disk(root: Path) -> bytes:
@@ -45,11 +45,8 @@ def test_store_keeps_the_policy_on_random_histories(history: History) -> None:
         expected = evaluate(RULES, history.accounts, history.events, history.at)
 
         # The server's own decisions (replaying its ledger) are the policy's decisions.
+        server = server_decisions(store, account_ids.values(), history.at)
         with store.read() as db:
-            server = {}
-            for store_account in set(account_ids.values()):
-                decided = ledger.decisions(store, db, store_account, history.at)
-                server.update(decided.sessions)
             rows = {s.id: s for s in db.scalars(select(Session))}
         assert set(server) == set(expected.sessions)
         for sid, want in expected.sessions.items():

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from sqlalchemy import select, text
 
 from ringfence.policy import PolicyError, evaluate
-from ringfence.store import accounts, content, ledger
+from ringfence.store import accounts, content
 from ringfence.store.crypto import CorruptCiphertext
 from ringfence.store.db import Store, open_store
 from ringfence.store.errors import ContentRefused, NotFound
@@ -24,7 +24,7 @@ from tests.conftest import T0
 from tests.policy.helpers import RULES
 from tests.policy.histories import History, histories
 from tests.postgres import cluster, new_database
-from tests.store.helpers import apply, consumer, org_with_member
+from tests.store.helpers import apply, consumer, org_with_member, server_decisions
 
 pytestmark = pytest.mark.postgres
 
@@ -119,10 +119,7 @@ def test_random_histories_decide_the_same_on_postgresql(pg_sockets: str, tmp_pat
     try:
         account_ids, _, _, _ = apply(store, history)
         expected = evaluate(RULES, history.accounts, history.events, history.at)
-        with store.read() as db:
-            server = {}
-            for account in set(account_ids.values()):
-                server.update(ledger.decisions(store, db, account, history.at).sessions)
+        server = server_decisions(store, account_ids.values(), history.at)
         assert {s: (d.state, d.eligible, d.delete_after) for s, d in server.items()} == {
             s: (d.state, d.eligible, d.delete_after) for s, d in expected.sessions.items()
         }

@@ -137,29 +137,36 @@ def _aad(session_id: str, key_id: str, kind: str, turn: int) -> bytes:
     return f"{session_id}\x00{key_id}\x00{kind}\x00{turn}".encode()
 
 
+def _encoded(text: str) -> bytes:
+    plaintext = text.encode("utf-8")
+    if len(plaintext) > MAX_CONTENT_BYTES:
+        raise Invalid(f"content is {len(plaintext)} bytes; at most {MAX_CONTENT_BYTES} are kept per item")
+    return plaintext
+
+
+def _seal_item(
+    store: Store, db: OrmSession, session_id: str, key_id: str, kind: str, turn: int, plaintext: bytes, at: datetime
+) -> ContentItem:
+    """Encrypt `plaintext` under the data key `key_id` (created on first use) and add it as a content item."""
+    data_key = _key(store, db, key_id, at, create=True)
+    nonce, ciphertext = seal(data_key, plaintext, _aad(session_id, key_id, kind, turn))
+    item = ContentItem(
+        session_id=session_id, key_id=key_id, kind=kind, turn=turn, nonce=nonce, ciphertext=ciphertext, created_at=at
+    )
+    db.add(item)
+    db.flush()
+    return item
+
+
 def put_content(store: Store, session_id: str, kind: ContentKind, text: str, at: datetime, *, turn: int) -> int:
     """Encrypt and keep one piece of content; returns its id. Refused under ZDR by the store itself."""
     if kind not in CONTENT_KINDS:
         raise Invalid(f"unknown content kind {kind!r} (known: {', '.join(CONTENT_KINDS)})")
-    plaintext = text.encode("utf-8")
-    if len(plaintext) > MAX_CONTENT_BYTES:
-        raise Invalid(f"content is {len(plaintext)} bytes; at most {MAX_CONTENT_BYTES} are kept per item")
+    plaintext = _encoded(text)
     with store.write() as db:
         row = _session(db, session_id)
         _writable(row, at, kind)
-        data_key = _key(store, db, session_id, at, create=True)
-        nonce, ciphertext = seal(data_key, plaintext, _aad(session_id, session_id, kind, turn))
-        item = ContentItem(
-            session_id=session_id,
-            key_id=session_id,
-            kind=kind,
-            turn=turn,
-            nonce=nonce,
-            ciphertext=ciphertext,
-            created_at=at,
-        )
-        db.add(item)
-        db.flush()
+        item = _seal_item(store, db, session_id, session_id, kind, turn, plaintext, at)
         ledger.audit_content(store, db, session_id, at, kind=kind, turn=turn, size=len(plaintext))
     return item.id
 
@@ -219,6 +226,7 @@ def _count(result: object) -> int:
 
 def add_feedback(store: Store, session_id: str, transcript: str, at: datetime, *, actor: str) -> Feedback:
     """Feedback with its transcript: kept 5 years under its own key; refused under ZDR (by the policy and here)."""
+    plaintext = _encoded(transcript)
     with store.write() as db:
         row = _session(db, session_id)
         if row.zdr:
@@ -226,19 +234,7 @@ def add_feedback(store: Store, session_id: str, transcript: str, at: datetime, *
         ledger.record(store, db, row.account_id, EventType.FEEDBACK, at, actor=actor, session_id=session_id)
         feedback_id = new_id("fbk")
         rule = store.rules.retention["feedback"]
-        data_key = _key(store, db, feedback_id, at, create=True)
-        nonce, ciphertext = seal(data_key, transcript.encode("utf-8"), _aad(session_id, feedback_id, "feedback", 0))
-        db.add(
-            ContentItem(
-                session_id=session_id,
-                key_id=feedback_id,
-                kind="feedback",
-                turn=0,
-                nonce=nonce,
-                ciphertext=ciphertext,
-                created_at=at,
-            )
-        )
+        _seal_item(store, db, session_id, feedback_id, "feedback", 0, plaintext, at)
         feedback = Feedback(
             id=feedback_id,
             session_id=session_id,
