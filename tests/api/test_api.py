@@ -180,3 +180,13 @@ def test_audit_verify_is_for_server_admins(api: Api) -> None:
     assert api.call("GET", "/v1/audit/verify", token).status_code == 403
     result = api.call("GET", "/v1/audit/verify", api.admin).json()
     assert result["ok"] is True and result["records"] >= 3
+
+
+def test_switches_apply_together_or_not_at_all(api: Api) -> None:
+    org, _, org_admin = api.org("team")
+    answer = api.call("PUT", f"/v1/organizations/{org}/settings", org_admin, json={"dpp": True, "zdr": True})
+    assert answer.status_code == 422
+    assert answer.json()["error"]["message"] == "zero data retention is not available on plan 'team'"
+    after = api.call("GET", f"/v1/organizations/{org}", org_admin).json()
+    assert (after["dpp"], after["zdr"]) == (False, False)
+    assert api.call("GET", f"/v1/organizations/{org}/settings/history", org_admin).json() == []

@@ -83,3 +83,21 @@ def test_an_export_in_the_future_or_before_recorded_events_is_refused(store: Sto
     with pytest.raises(PolicyError, match="later than the decision time"):
         export_training(store, T0, tmp_path / "x.jsonl", T0 + 3 * DAY, actor="op")
     assert not (tmp_path / "x.jsonl").exists()
+
+
+def test_a_session_deleted_while_the_export_runs_is_left_out(store: Store, tmp_path: Path, monkeypatch) -> None:
+    made = populate(store)
+    from ringfence.store import export as export_module
+
+    selected = export_module.eligible_sessions
+
+    def select_then_delete(store_: Store, at):  # the user deletes right after the selection
+        chosen = selected(store_, at)
+        content.delete_session(store_, made["dpp"], T0 + 2 * DAY, actor="user")
+        return chosen
+
+    monkeypatch.setattr(export_module, "eligible_sessions", select_then_delete)
+    manifest = export_training(store, T0 + 2 * DAY, tmp_path / "x.jsonl", T0 + 2 * DAY, actor="op")
+    assert made["dpp"] not in manifest.sessions
+    assert set(manifest.sessions) == {made["on"], made["rated"]}
+    assert "prompt of dpp" not in (tmp_path / "x.jsonl").read_text()

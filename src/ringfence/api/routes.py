@@ -65,14 +65,10 @@ def set_org_settings(
 ) -> dict[str, Any]:
     _org(store, org_id, who)
     who.require_org_admin(org_id)
-    if body.dpp is None and body.zdr is None:
+    changes = body.model_dump(exclude_none=True)
+    if not changes:
         raise Invalid("give 'dpp', 'zdr' or both")
-    org = None
-    for switch in ("dpp", "zdr"):
-        value = getattr(body, switch)
-        if value is not None:
-            org = accounts.set_org_switch(store, org_id, switch, value, _now(request), actor=who.id)
-    assert org is not None
+    org = accounts.set_org_switches(store, org_id, changes, _now(request), actor=who.id)
     return org_out(org)
 
 

@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Mapping
 from datetime import datetime
 from urllib.parse import urlsplit
 
@@ -126,18 +127,29 @@ def set_training(store: Store, user_id: str, enabled: bool, at: datetime, *, act
     return user
 
 
-def set_org_switch(store: Store, org_id: str, switch: str, enabled: bool, at: datetime, *, actor: str) -> Organization:
-    """An organization's DPP or ZDR switch. The policy refuses plans that cannot have it."""
+def set_org_switches(
+    store: Store, org_id: str, changes: Mapping[str, bool], at: datetime, *, actor: str
+) -> Organization:
+    """An organization's DPP and/or ZDR switches, in one transaction: all apply, or none (the policy refuses plans
+    that cannot have a switch, with its own words)."""
     kinds = {"dpp": EventType.DPP, "zdr": EventType.ZDR}
-    if switch not in kinds:
-        raise Invalid(f"unknown organization switch {switch!r} (known: dpp, zdr)")
+    unknown = sorted(set(changes) - set(kinds))
+    if unknown or not changes:
+        raise Invalid(f"organization switches are dpp and zdr; got {', '.join(unknown) or 'none'}")
     with store.write() as db:
         org = db.get(Organization, org_id)
         if org is None:
             raise NotFound(f"no organization {org_id!r}")
-        ledger.record(store, db, org.id, kinds[switch], at, actor=actor, value=enabled)
-        setattr(org, switch, enabled)
+        for switch in ("dpp", "zdr"):
+            if switch in changes:
+                ledger.record(store, db, org.id, kinds[switch], at, actor=actor, value=changes[switch])
+                setattr(org, switch, changes[switch])
     return org
+
+
+def set_org_switch(store: Store, org_id: str, switch: str, enabled: bool, at: datetime, *, actor: str) -> Organization:
+    """One switch; see set_org_switches."""
+    return set_org_switches(store, org_id, {switch: enabled}, at, actor=actor)
 
 
 def settings_history(store: Store, account_id: str) -> list[dict[str, object]]:

@@ -23,7 +23,7 @@ from ringfence.policy import format_time
 from ringfence.store import ledger
 from ringfence.store.content import read_content
 from ringfence.store.db import Store
-from ringfence.store.errors import Invalid
+from ringfence.store.errors import Invalid, NotFound
 from ringfence.store.models import Session
 
 
@@ -67,12 +67,17 @@ def export_training(store: Store, at: datetime, out: Path, now: datetime, *, act
     if at > now:
         raise Invalid(f"export time {format_time(at)} is in the future (now {format_time(now)})")
     chosen = eligible_sessions(store, at)
+    written: list[str] = []
     digest = hashlib.sha256()
     tmp = out.with_name(out.name + ".tmp")
     with open(tmp, "wb") as handle:
         os.chmod(tmp, 0o600)
         for session_id, account_id in chosen:
-            items = [{"kind": r.kind, "turn": r.turn, "text": r.text} for r in read_content(store, session_id)]
+            try:
+                records = read_content(store, session_id)
+            except NotFound:
+                continue  # deleted (or swept) since it was selected: it must not be exported
+            items = [{"kind": r.kind, "turn": r.turn, "text": r.text} for r in records]
             line = (
                 json.dumps(
                     {"session": session_id, "account": account_id, "items": items}, sort_keys=True, ensure_ascii=False
@@ -81,10 +86,9 @@ def export_training(store: Store, at: datetime, out: Path, now: datetime, *, act
             )
             digest.update(line)
             handle.write(line)
+            written.append(session_id)
     os.replace(tmp, out)
-    manifest = Manifest(
-        store.rules.version, store.rules.sha256, format_time(at), [s for s, _ in chosen], digest.hexdigest()
-    )
+    manifest = Manifest(store.rules.version, store.rules.sha256, format_time(at), written, digest.hexdigest())
     Path(f"{out}.manifest.json").write_text(json.dumps(manifest.to_json(), indent=2, sort_keys=True) + "\n")
     with store.write() as db:
         store.audit.append(
