@@ -131,3 +131,26 @@ def test_random_histories_decide_the_same_on_postgresql(pg_sockets: str, tmp_pat
 def test_the_cluster_is_reachable_only_by_its_socket(pg_sockets: str) -> None:
     with psycopg.connect(host=pg_sockets, user="postgres", dbname="postgres") as conn:
         assert conn.execute("SHOW listen_addresses").fetchone()[0] == ""
+
+
+def test_concurrent_events_of_one_account_queue_on_postgresql(pg_store: Store) -> None:
+    import threading
+
+    user = consumer(pg_store)
+    failures: list[BaseException] = []
+
+    def flip(value: bool) -> None:
+        try:
+            for _ in range(15):
+                accounts.set_training(pg_store, user.id, value, T0, actor=user.id)
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=flip, args=(v,)) for v in (True, False, True)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert failures == []
+    assert [h["seq"] for h in accounts.settings_history(pg_store, user.id)] == list(range(1, 46))
+    assert pg_store.audit.verify(pg_store.engine).ok

@@ -22,12 +22,13 @@ from ringfence.store.errors import NotFound
 from ringfence.store.models import Organization, PolicyEvent, Session, User
 
 
-def policy_account(db: OrmSession, account_id: str) -> Account:
-    """The policy's view of an account: an organization, or a consumer user."""
-    org = db.get(Organization, account_id)
+def policy_account(db: OrmSession, account_id: str, *, lock: bool = False) -> Account:
+    """The policy's view of an account: an organization, or a consumer user. `lock` holds the account's row for
+    the transaction, so concurrent events of one account take their sequence numbers one after another."""
+    org = db.get(Organization, account_id, with_for_update=lock)
     if org is not None:
         return Account(org.id, org.plan)
-    user = db.get(User, account_id)
+    user = db.get(User, account_id, with_for_update=lock)
     if user is None or user.plan is None:
         raise NotFound(f"no policy account {account_id!r}")
     return Account(user.id, user.plan)
@@ -64,7 +65,7 @@ def record(
     audit: Mapping[str, Any] | None = None,
 ) -> Replay:
     """Append one event, re-decide the account, materialize its sessions' deadlines, audit. Raises PolicyError."""
-    account = policy_account(db, account_id)
+    account = policy_account(db, account_id, lock=True)
     events = load_events(db, account_id)
     event = Event((events[-1].seq if events else 0) + 1, at, account_id, kind, session_id, value, zdr_key)
     history = replay(store.rules, [account], [*events, event])
