@@ -1,0 +1,228 @@
+"""The bubblewrap backend: one sandbox = one workspace + one dedicated host uid; each command is one bwrap.
+
+Owns: allocating the sandbox's host uid (when ringfence runs as root, every sandbox gets its own unprivileged uid,
+so the agent is never root of the host and one sandbox's processes can be found, and killed, by uid), creating and
+deleting workspaces, starting bwrap with the plan of ringfence.sandbox.mounts, streaming output, timeouts, and
+reconciling leftovers after a restart. Processes end with the sandbox: destroy kills every process of its uid, and
+`--die-with-parent` ends them if the server dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import stat
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+from ringfence.sandbox import workspace
+from ringfence.sandbox.mounts import MountPlan, bwrap_argv
+from ringfence.sandbox.spec import Completed, Exit, Output, SandboxError, SandboxSpec
+from ringfence.store.ids import new_id
+
+UID_BASE = 160_000  # host uids of sandboxes: UID_BASE .. UID_BASE + UID_POOL - 1 (no /etc/passwd entry needed)
+UID_POOL = 30_000
+_CHUNK = 64 * 1024
+
+
+def _processes_of(uid: int) -> list[int]:
+    """Live processes of `uid` (zombies excluded: they run nothing and vanish when their parent reaps them)."""
+    pids = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if os.stat(entry.path).st_uid == uid:
+                    with open(f"{entry.path}/stat", "rb") as handle:
+                        state = handle.read().rsplit(b")", 1)[1].split()[0]
+                    if state not in (b"Z", b"X"):
+                        pids.append(int(entry.name))
+    return pids
+
+
+def kill_uid(uid: int, rounds: int = 50) -> None:
+    """SIGKILL every process of `uid` until none is left (a fork racing the first pass is caught by the next)."""
+    for _ in range(rounds):
+        pids = _processes_of(uid)
+        if not pids:
+            return
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+    raise SandboxError(f"processes of sandbox uid {uid} kept appearing after {rounds} rounds of SIGKILL")
+
+
+class BubblewrapSandbox:
+    def __init__(self, backend: BubblewrapBackend, sandbox_id: str, uid: int | None, spec: SandboxSpec) -> None:
+        self._backend, self._id, self._uid, self._spec = backend, sandbox_id, uid, spec
+        self._dir = backend.root / sandbox_id
+        self._workspace_fd: int | None = os.open(self._dir / "workspace", os.O_RDONLY | os.O_DIRECTORY)
+        self._procs: set[asyncio.subprocess.Process] = set()
+
+    @property
+    def id(self) -> str:
+        return self._id
+
+    @property
+    def _owner(self) -> tuple[int, int] | None:
+        return None if self._uid is None else (self._uid, self._uid)
+
+    def _fd(self) -> int:
+        if self._workspace_fd is None:
+            raise SandboxError(f"sandbox {self._id} was destroyed")
+        return self._workspace_fd
+
+    async def exec(self, argv: Sequence[str], *, timeout: float | None = None) -> AsyncIterator[Output | Exit]:
+        if not argv or not all(isinstance(a, str) and "\x00" not in a for a in argv):
+            raise SandboxError("a command is a non-empty list of strings without NUL bytes")
+        limit = timeout if timeout is not None else self._spec.limits.timeout_seconds
+        self._fd()  # refuses a destroyed sandbox
+        plan = MountPlan(
+            workspace=self._dir / "workspace",
+            env=self._spec.env,
+            hostname=f"rf-{self._id[-8:]}",
+            root=self._backend.rootfs,
+        )
+        proc = await asyncio.create_subprocess_exec(
+            *bwrap_argv(self._backend.bwrap, plan, argv),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            close_fds=True,
+            user=self._uid,
+            group=self._uid,
+            extra_groups=None if self._uid is None else [],
+        )
+        self._procs.add(proc)
+        queue: asyncio.Queue[Output | None] = asyncio.Queue(maxsize=64)
+
+        async def pump(stream: asyncio.StreamReader | None, name: str) -> None:
+            assert stream is not None
+            while chunk := await stream.read(_CHUNK):
+                await queue.put(Output(name, chunk))  # type: ignore[arg-type]
+            await queue.put(None)
+
+        pumps = [asyncio.create_task(pump(proc.stdout, "stdout")), asyncio.create_task(pump(proc.stderr, "stderr"))]
+        loop = asyncio.get_running_loop()
+        deadline = None if limit is None else loop.time() + limit
+        timed_out, open_streams = False, 2
+        try:
+            while open_streams:
+                remaining = None if deadline is None else max(deadline - loop.time(), 0)
+                try:
+                    item = await asyncio.wait_for(queue.get(), remaining)
+                except TimeoutError:
+                    timed_out = True
+                    self._kill(proc)
+                    break
+                if item is None:
+                    open_streams -= 1
+                else:
+                    yield item
+            code = await proc.wait()
+            yield Exit(code, timed_out)
+        finally:
+            for task in pumps:
+                task.cancel()
+            if proc.returncode is None:
+                self._kill(proc)
+                await proc.wait()
+            self._procs.discard(proc)
+
+    def _kill(self, proc: asyncio.subprocess.Process) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()  # the sandbox's init dies with bwrap (--die-with-parent), and its pid namespace with it
+        if self._uid is not None:
+            kill_uid(self._uid)
+
+    async def run(self, argv: Sequence[str], *, timeout: float | None = None) -> Completed:
+        out, err, final = bytearray(), bytearray(), Exit(-1)
+        async for event in self.exec(argv, timeout=timeout):
+            if isinstance(event, Exit):
+                final = event
+            else:
+                (out if event.stream == "stdout" else err).extend(event.data)
+        return Completed(bytes(out), bytes(err), final)
+
+    async def write_file(self, path: str, data: bytes) -> None:
+        await asyncio.to_thread(workspace.write, self._fd(), path, data, self._owner)
+
+    async def read_file(self, path: str) -> bytes:
+        return await asyncio.to_thread(workspace.read, self._fd(), path)
+
+    async def destroy(self) -> None:
+        for proc in list(self._procs):
+            self._kill(proc)
+        if self._uid is not None:
+            kill_uid(self._uid)
+        for proc in list(self._procs):
+            await proc.wait()
+        if self._workspace_fd is not None:
+            os.close(self._workspace_fd)
+            self._workspace_fd = None
+        await asyncio.to_thread(shutil.rmtree, self._dir, True)
+        self._backend._release(self._id, self._uid)
+
+
+class BubblewrapBackend:
+    """Sandboxes under `root` (one directory each). `rootfs` is where the read-only system comes from."""
+
+    def __init__(self, root: Path, *, rootfs: Path = Path("/"), bwrap: str | None = None) -> None:
+        found = bwrap or shutil.which("bwrap")
+        if found is None:
+            raise SandboxError("bubblewrap (bwrap) is not installed: make installs the 'bubblewrap' package")
+        self.bwrap, self.root, self.rootfs = found, root, rootfs
+        self._as_root = os.geteuid() == 0
+        self.root.mkdir(parents=True, exist_ok=True)
+        if self._as_root:
+            # bwrap runs as the sandbox's own uid and must reach its workspace by path: every ancestor must be
+            # searchable by others. The root itself is 0711 (enterable, not listable); workspaces are 0700.
+            self.root.chmod(0o711)
+            for ancestor in self.root.resolve().parents:
+                if not ancestor.stat().st_mode & stat.S_IXOTH:
+                    raise SandboxError(
+                        f"sandbox directory {self.root} is under {ancestor}, which other users cannot traverse "
+                        f"(mode {stat.S_IMODE(ancestor.stat().st_mode):04o}); choose a sandbox directory outside "
+                        "it (e.g. /var/lib/ringfence-sandboxes) or chmod o+x it"
+                    )
+        self._uids: dict[str, int | None] = {}
+
+    def _allocate_uid(self) -> int | None:
+        if not self._as_root:
+            return None  # unprivileged already; the user namespace maps us to uid 1000 inside
+        used = {u for u in self._uids.values() if u is not None}
+        for uid in range(UID_BASE, UID_BASE + UID_POOL):
+            if uid not in used and not _processes_of(uid):
+                return uid
+        raise SandboxError(f"all {UID_POOL} sandbox uids are in use")
+
+    def _release(self, sandbox_id: str, uid: int | None) -> None:
+        self._uids.pop(sandbox_id, None)
+
+    async def create(self, spec: SandboxSpec) -> BubblewrapSandbox:
+        if spec.network == "proxy":
+            raise SandboxError("network mode 'proxy' needs the proxy bridge, which is not built yet; use 'none'")
+        sandbox_id = new_id("sbx")
+        uid = self._allocate_uid()
+        self._uids[sandbox_id] = uid
+        directory = self.root / sandbox_id
+        directory.mkdir(mode=0o711)
+        (directory / "workspace").mkdir(mode=0o700)
+        if uid is not None:
+            os.chown(directory / "workspace", uid, uid)
+        return BubblewrapSandbox(self, sandbox_id, uid, spec)
+
+    async def reconcile(self, keep: set[str]) -> list[str]:
+        removed = []
+        for entry in sorted(self.root.iterdir()):
+            if not entry.name.startswith("sbx_") or entry.name in keep:
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                owner = (entry / "workspace").stat().st_uid
+                if self._as_root and UID_BASE <= owner < UID_BASE + UID_POOL:
+                    kill_uid(owner)
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry.name)
+        return removed

@@ -1,0 +1,86 @@
+"""The bubblewrap command line for one command in one sandbox, as a pure function of a plan.
+
+Owns: which host paths become visible (read-only system directories, the sandbox's own workspace, a private /tmp,
+a minimal /dev, a fresh /proc), which namespaces are new, and the environment rebuilt from an explicit list.
+Nothing of the host's home, /root, /etc secrets, data directory or other workspaces is ever bound.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+INSIDE_WORKSPACE = "/workspace"
+INSIDE_UID = 1000
+# Read-only from the host (or from a root filesystem directory): programs and their libraries, nothing else.
+SYSTEM_DIRS = ("/usr", "/etc/alternatives", "/etc/ssl/certs", "/etc/ca-certificates")
+SYSTEM_FILES = ("/etc/ld.so.cache", "/etc/nsswitch.conf", "/etc/localtime", "/etc/mime.types")
+USR_LINKS = {"/bin": "usr/bin", "/sbin": "usr/sbin", "/lib": "usr/lib", "/lib64": "usr/lib64"}
+BASE_ENV = {
+    "PATH": "/usr/local/bin:/usr/bin:/bin",
+    "HOME": INSIDE_WORKSPACE,
+    "TMPDIR": "/tmp",
+    "LANG": "C.UTF-8",
+    "TERM": "dumb",
+    "USER": "agent",
+    "LOGNAME": "agent",
+    "SHELL": "/bin/sh",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class MountPlan:
+    workspace: Path  # host path of this sandbox's workspace (its ancestors are traversable, see bubblewrap.py)
+    env: Mapping[str, str]
+    hostname: str
+    root: Path = Path("/")  # where the read-only system directories come from
+    seccomp_fd: int | None = None
+
+
+def bwrap_argv(bwrap: str, plan: MountPlan, argv: Sequence[str]) -> list[str]:
+    """The full argument list (never a shell string)."""
+    args = [
+        bwrap,
+        "--unshare-all",
+        "--unshare-user",
+        "--uid",
+        str(INSIDE_UID),
+        "--gid",
+        str(INSIDE_UID),
+        "--disable-userns",
+        "--hostname",
+        plan.hostname,
+        "--die-with-parent",
+        "--new-session",
+        "--clearenv",
+    ]
+    for directory in SYSTEM_DIRS:
+        source = plan.root / directory.lstrip("/")
+        if source.exists():
+            args += ["--ro-bind", str(source), directory]
+    for file in SYSTEM_FILES:
+        source = plan.root / file.lstrip("/")
+        if source.exists():
+            args += ["--ro-bind", str(source), file]
+    for link, target in USR_LINKS.items():
+        if (plan.root / "usr" / target.removeprefix("usr/")).exists():
+            args += ["--symlink", target, link]
+    args += [
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--tmpfs",
+        "/tmp",
+        "--bind",
+        str(plan.workspace),
+        INSIDE_WORKSPACE,
+        "--chdir",
+        INSIDE_WORKSPACE,
+    ]
+    for name, value in {**BASE_ENV, **plan.env}.items():
+        args += ["--setenv", name, value]
+    if plan.seccomp_fd is not None:
+        args += ["--seccomp", str(plan.seccomp_fd)]
+    return [*args, "--", *argv]

@@ -1,0 +1,59 @@
+"""`ringfence sandbox exec` through a real subprocess and a real sandbox."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.cli.test_cli import ringfence
+from tests.sandbox.conftest import sandbox_root  # noqa: F401 (fixture)
+
+
+def test_exec_streams_output_and_returns_the_exit_code(sandbox_root: Path, tmp_path: Path) -> None:  # noqa: F811
+    done = ringfence(
+        "sandbox",
+        "exec",
+        "--sandbox-dir",
+        str(sandbox_root),
+        "--",
+        "sh",
+        "-c",
+        "id -u; ls /; echo oops >&2; exit 7",
+        data_dir=tmp_path / "d",
+    )
+    assert done.returncode == 7
+    assert done.stdout.splitlines()[0] == "1000"
+    assert "workspace" in done.stdout and "root" not in done.stdout.split()
+    assert done.stderr == "oops\n"
+    assert list(sandbox_root.iterdir()) == []  # destroyed afterwards
+
+
+def test_exec_refusals_are_clear(sandbox_root: Path, tmp_path: Path) -> None:  # noqa: F811
+    proxy = ringfence(
+        "sandbox",
+        "exec",
+        "--sandbox-dir",
+        str(sandbox_root),
+        "--network",
+        "proxy",
+        "--",
+        "true",
+        data_dir=tmp_path / "d",
+    )
+    assert proxy.returncode == 2 and "needs the proxy bridge" in proxy.stderr
+    late = ringfence(
+        "sandbox",
+        "exec",
+        "--sandbox-dir",
+        str(sandbox_root),
+        "--timeout",
+        "0.3",
+        "--",
+        "sleep",
+        "5",
+        data_dir=tmp_path / "d",
+    )
+    assert late.returncode == 137 and "ran past its timeout" in late.stderr
+    hidden = ringfence(
+        "sandbox", "exec", "--sandbox-dir", str(tmp_path / "private"), "--", "true", data_dir=tmp_path / "d"
+    )
+    assert hidden.returncode == 2 and "which other users cannot traverse" in hidden.stderr

@@ -1,0 +1,48 @@
+"""Runs INSIDE a sandbox (with the system's /usr/bin/python3): tries each attempt it is given and reports, as one
+JSON object, what happened. It only attempts; the tests decide what the answers mean."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+
+def attempt(kind, *args):
+    try:
+        if kind == "tcp":
+            family = socket.AF_INET6 if ":" in args[0] else socket.AF_INET
+            with socket.socket(family, socket.SOCK_STREAM) as sock:
+                sock.settimeout(2)
+                sock.connect((args[0], args[1]))
+            return "connected"
+        if kind == "udp":
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                sock.sendto(b"probe", (args[0], args[1]))
+            return "sent"
+        if kind == "dns":
+            return str(socket.getaddrinfo(args[0], 443))
+        if kind == "read":
+            with open(args[0], "rb") as handle:
+                return handle.read(200).decode(errors="replace")
+        if kind == "listdir":
+            return sorted(os.listdir(args[0]))
+        if kind == "env":
+            return dict(os.environ)
+        if kind == "run":
+            done = subprocess.run(args[0], capture_output=True, timeout=10)
+            return {
+                "code": done.returncode,
+                "out": done.stdout.decode(errors="replace")[-300:],
+                "err": done.stderr.decode(errors="replace")[-300:],
+            }
+        if kind == "status":
+            with open("/proc/self/status") as handle:
+                return {k: v.strip() for k, v in (line.split(":", 1) for line in handle) if k in args}
+        raise ValueError(kind)
+    except Exception as exc:  # every refusal is an answer
+        return f"refused: {type(exc).__name__}: {exc}"
+
+
+results = [attempt(*a) for a in json.loads(sys.argv[1])]
+print(json.dumps(results))
