@@ -18,7 +18,7 @@ import stat
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
-from ringfence.sandbox import workspace
+from ringfence.sandbox import seccomp_filter, workspace
 from ringfence.sandbox.mounts import MountPlan, bwrap_argv
 from ringfence.sandbox.spec import Completed, Exit, Output, SandboxError, SandboxSpec
 from ringfence.store.ids import new_id
@@ -79,22 +79,28 @@ class BubblewrapSandbox:
             raise SandboxError("a command is a non-empty list of strings without NUL bytes")
         limit = timeout if timeout is not None else self._spec.limits.timeout_seconds
         self._fd()  # refuses a destroyed sandbox
+        filter_fd = seccomp_filter.program_fd()
         plan = MountPlan(
             workspace=self._dir / "workspace",
             env=self._spec.env,
             hostname=f"rf-{self._id[-8:]}",
             root=self._backend.rootfs,
+            seccomp_fd=filter_fd,
         )
-        proc = await asyncio.create_subprocess_exec(
-            *bwrap_argv(self._backend.bwrap, plan, argv),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            close_fds=True,
-            user=self._uid,
-            group=self._uid,
-            extra_groups=None if self._uid is None else [],
-        )
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *bwrap_argv(self._backend.bwrap, plan, argv),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                close_fds=True,
+                pass_fds=(filter_fd,),
+                user=self._uid,
+                group=self._uid,
+                extra_groups=None if self._uid is None else [],
+            )
+        finally:
+            os.close(filter_fd)
         self._procs.add(proc)
         queue: asyncio.Queue[Output | None] = asyncio.Queue(maxsize=64)
 
@@ -174,6 +180,7 @@ class BubblewrapBackend:
         if found is None:
             raise SandboxError("bubblewrap (bwrap) is not installed: make installs the 'bubblewrap' package")
         self.bwrap, self.root, self.rootfs = found, root, rootfs
+        seccomp_filter.program()  # fail closed now, not at the first command, if libseccomp is missing
         self._as_root = os.geteuid() == 0
         self.root.mkdir(parents=True, exist_ok=True)
         if self._as_root:
