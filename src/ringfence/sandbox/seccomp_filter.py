@@ -77,7 +77,7 @@ CLONE_NEWUSER = 0x10000000
 @cache
 def _module() -> ModuleType:
     try:
-        import seccomp  # type: ignore[import-not-found]
+        import seccomp
 
         return seccomp  # type: ignore[no-any-return]
     except ImportError:
