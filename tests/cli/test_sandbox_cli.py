@@ -57,3 +57,11 @@ def test_exec_refusals_are_clear(sandbox_root: Path, tmp_path: Path) -> None:  #
         "sandbox", "exec", "--sandbox-dir", str(tmp_path / "private"), "--", "true", data_dir=tmp_path / "d"
     )
     assert hidden.returncode == 2 and "which other users cannot traverse" in hidden.stderr
+
+
+def test_doctor_reports_what_is_enforced(tmp_path: Path) -> None:
+    done = ringfence("doctor", data_dir=tmp_path / "d")
+    assert done.returncode == 0, done.stdout
+    for line in ("bubblewrap", "seccomp", "limit: memory", "limit: pids", "limit: cpu share", "sandbox start"):
+        assert line in done.stdout
+    assert "NOT" not in done.stdout

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import logging
 import os
 import shutil
 import signal
@@ -19,6 +21,7 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 from ringfence.sandbox import seccomp_filter, workspace
+from ringfence.sandbox.cgroups import SandboxCgroup, detect
 from ringfence.sandbox.mounts import MountPlan, bwrap_argv
 from ringfence.sandbox.spec import Completed, Exit, Output, SandboxError, SandboxSpec
 from ringfence.store.ids import new_id
@@ -26,6 +29,7 @@ from ringfence.store.ids import new_id
 UID_BASE = 160_000  # host uids of sandboxes: UID_BASE .. UID_BASE + UID_POOL - 1 (no /etc/passwd entry needed)
 UID_POOL = 30_000
 _CHUNK = 64 * 1024
+log = logging.getLogger("ringfence.sandbox")
 
 
 def _processes_of(uid: int) -> list[int]:
@@ -40,6 +44,19 @@ def _processes_of(uid: int) -> list[int]:
                     if state not in (b"Z", b"X"):
                         pids.append(int(entry.name))
     return pids
+
+
+def _child_pid(info_fd: int) -> int | None:
+    """The sandbox child's pid from bwrap's --info-fd JSON (None if bwrap failed before writing it)."""
+    data = b""
+    while True:
+        chunk = os.read(info_fd, 4096)
+        if not chunk:
+            break
+        data += chunk
+        with contextlib.suppress(ValueError):
+            return int(json.loads(data)["child-pid"])
+    return None
 
 
 def kill_uid(uid: int, rounds: int = 50) -> None:
@@ -60,6 +77,7 @@ class BubblewrapSandbox:
         self._dir = backend.root / sandbox_id
         self._workspace_fd: int | None = os.open(self._dir / "workspace", os.O_RDONLY | os.O_DIRECTORY)
         self._procs: set[asyncio.subprocess.Process] = set()
+        self._cgroup = SandboxCgroup(backend.cgroups, sandbox_id, spec.limits)
 
     @property
     def id(self) -> str:
@@ -80,12 +98,16 @@ class BubblewrapSandbox:
         limit = timeout if timeout is not None else self._spec.limits.timeout_seconds
         self._fd()  # refuses a destroyed sandbox
         filter_fd = seccomp_filter.program_fd()
+        info_read, info_write = os.pipe()
+        block_read, block_write = os.pipe()
         plan = MountPlan(
             workspace=self._dir / "workspace",
             env=self._spec.env,
             hostname=f"rf-{self._id[-8:]}",
             root=self._backend.rootfs,
             seccomp_fd=filter_fd,
+            info_fd=info_write,
+            block_fd=block_read,
         )
         try:
             proc = await asyncio.create_subprocess_exec(
@@ -94,14 +116,27 @@ class BubblewrapSandbox:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 close_fds=True,
-                pass_fds=(filter_fd,),
+                pass_fds=(filter_fd, info_write, block_read),
                 user=self._uid,
                 group=self._uid,
                 extra_groups=None if self._uid is None else [],
             )
         finally:
-            os.close(filter_fd)
+            for fd in (filter_fd, info_write, block_read):
+                os.close(fd)
         self._procs.add(proc)
+        try:
+            child = await asyncio.to_thread(_child_pid, info_read)
+            self._cgroup.add(proc.pid)
+            if child is not None:
+                self._cgroup.add(child)
+            os.write(block_write, b"go")  # only now does the payload start, inside its limits
+        except BaseException:
+            self._kill(proc)
+            raise
+        finally:
+            os.close(info_read)
+            os.close(block_write)
         queue: asyncio.Queue[Output | None] = asyncio.Queue(maxsize=64)
 
         async def pump(stream: asyncio.StreamReader | None, name: str) -> None:
@@ -165,6 +200,7 @@ class BubblewrapSandbox:
             kill_uid(self._uid)
         for proc in list(self._procs):
             await proc.wait()
+        self._cgroup.remove()
         if self._workspace_fd is not None:
             os.close(self._workspace_fd)
             self._workspace_fd = None
@@ -181,6 +217,10 @@ class BubblewrapBackend:
             raise SandboxError("bubblewrap (bwrap) is not installed: make installs the 'bubblewrap' package")
         self.bwrap, self.root, self.rootfs = found, root, rootfs
         seccomp_filter.program()  # fail closed now, not at the first command, if libseccomp is missing
+        self.cgroups = detect()
+        if not self.cgroups.complete:
+            missing = ", ".join(k for k, v in self.cgroups.describe().items() if "NOT" in v)
+            log.warning("sandbox limits NOT enforced on this host: %s (see `ringfence doctor`)", missing)
         self._as_root = os.geteuid() == 0
         self.root.mkdir(parents=True, exist_ok=True)
         if self._as_root:

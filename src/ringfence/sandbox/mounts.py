@@ -36,6 +36,8 @@ class MountPlan:
     hostname: str
     root: Path = Path("/")  # where the read-only system directories come from
     seccomp_fd: int | None = None
+    info_fd: int | None = None  # bwrap writes the sandbox child's pid here...
+    block_fd: int | None = None  # ...and waits on this before running the payload (time to join its cgroups)
 
 
 def bwrap_argv(bwrap: str, plan: MountPlan, argv: Sequence[str]) -> list[str]:
@@ -83,4 +85,6 @@ def bwrap_argv(bwrap: str, plan: MountPlan, argv: Sequence[str]) -> list[str]:
         args += ["--setenv", name, value]
     if plan.seccomp_fd is not None:
         args += ["--seccomp", str(plan.seccomp_fd)]
+    if plan.info_fd is not None and plan.block_fd is not None:
+        args += ["--info-fd", str(plan.info_fd), "--block-fd", str(plan.block_fd)]
     return [*args, "--", *argv]

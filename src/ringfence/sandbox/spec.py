@@ -24,10 +24,11 @@ class SandboxError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """Per-sandbox limits. `None` means the backend default. Enforcement is reported by `ringfence doctor`."""
+    """Per-sandbox limits (`None`: no limit of that kind). What a host can enforce is reported at start and by
+    `ringfence doctor`."""
 
-    memory_bytes: int | None = None
-    pids: int | None = None
+    memory_bytes: int | None = 2 * 2**30
+    pids: int | None = 1024
     timeout_seconds: float | None = 600.0
 
     def __post_init__(self) -> None:

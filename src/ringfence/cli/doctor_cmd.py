@@ -1,0 +1,62 @@
+"""`ringfence doctor`: what this host enforces for sandboxes, and what it does not."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from ringfence.cli.common import out
+from ringfence.sandbox import BubblewrapBackend, SandboxError, SandboxSpec
+from ringfence.sandbox.cgroups import detect
+from ringfence.sandbox.seccomp_filter import program
+
+
+def doctor() -> None:
+    """Check bubblewrap, namespaces, seccomp and cgroups; exit 1 if anything is not enforced."""
+    table = Table("check", "state")
+    ok = True
+
+    def row(name: str, good: bool, detail: str) -> None:
+        nonlocal ok
+        ok &= good
+        table.add_row(name, f"[green]{detail}[/]" if good else f"[bold red]{detail}[/]")
+
+    bwrap = shutil.which("bwrap")
+    row("bubblewrap", bwrap is not None, bwrap or "NOT installed (Debian package bubblewrap)")
+    try:
+        row("seccomp", True, f"filter compiled ({len(program())} bytes of BPF)")
+    except SandboxError as exc:
+        row("seccomp", False, str(exc))
+    for limit, state in detect().describe().items():
+        row(f"limit: {limit}", "NOT" not in state, state)
+    if bwrap is not None:
+        row("sandbox start", *_try_sandbox())
+    out.print(table)
+    raise typer.Exit(0 if ok else 1)
+
+
+def _try_sandbox() -> tuple[bool, str]:
+    base = Path(tempfile.mkdtemp(prefix="ringfence-doctor-"))
+    base.chmod(0o711)
+    try:
+
+        async def go() -> bytes:
+            backend = BubblewrapBackend(base / "sandboxes")
+            sandbox = await backend.create(SandboxSpec())
+            try:
+                return (await sandbox.run(["sh", "-c", "id -u; cat /proc/net/route | wc -l"], timeout=30)).stdout
+            finally:
+                await sandbox.destroy()
+
+        answer = asyncio.run(go()).split()
+        good = answer == [b"1000", b"1"]
+        return good, ("works: uid 1000 inside, no network routes" if good else f"unexpected answer {answer!r}")
+    except (SandboxError, OSError) as exc:
+        return False, f"failed: {exc}"
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
