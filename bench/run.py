@@ -9,7 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import audit_bench, policy_bench, sweep_bench
+from bench import audit_bench, policy_bench, sandbox_bench, sweep_bench
 from bench.common import Figure, machine
 
 
@@ -24,6 +24,7 @@ def main() -> int:
         ("policy", lambda: policy_bench.run(2000 // scale, 50)),
         ("audit", lambda: audit_bench.run(500_000 // scale)),
         ("sweep", lambda: sweep_bench.run(1_000_000 // scale)),
+        ("sandbox", lambda: sandbox_bench.run(200 // scale, 200 // scale)),
     ]:
         print(f"running {label} ...", flush=True)
         figures.extend(bench())

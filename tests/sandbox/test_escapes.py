@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from ringfence.sandbox import BubblewrapBackend, SandboxError, SandboxSpec
-from ringfence.sandbox.bubblewrap import _processes_of
+from ringfence.sandbox.procs import processes_of as _processes_of
 from tests.sandbox.conftest import run
 
 PROBE = (Path(__file__).parent / "probe.py").read_bytes()

@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import shutil
-import signal
 import stat
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 from ringfence.sandbox import seccomp_filter, workspace
 from ringfence.sandbox.cgroups import SandboxCgroup, detect
 from ringfence.sandbox.mounts import MountPlan, bwrap_argv
+from ringfence.sandbox.procs import kill_uid
 from ringfence.sandbox.spec import Completed, Exit, Output, SandboxError, SandboxSpec
 from ringfence.store.ids import new_id
 
@@ -32,43 +32,24 @@ _CHUNK = 64 * 1024
 log = logging.getLogger("ringfence.sandbox")
 
 
-def _processes_of(uid: int) -> list[int]:
-    """Live processes of `uid` (zombies excluded: they run nothing and vanish when their parent reaps them)."""
-    pids = []
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                if os.stat(entry.path).st_uid == uid:
-                    with open(f"{entry.path}/stat", "rb") as handle:
-                        state = handle.read().rsplit(b")", 1)[1].split()[0]
-                    if state not in (b"Z", b"X"):
-                        pids.append(int(entry.name))
-    return pids
-
-
-def _child_pid(info_fd: int) -> int | None:
+async def _child_pid(info_fd: int) -> int | None:
     """The sandbox child's pid from bwrap's --info-fd JSON (None if bwrap failed before writing it)."""
+    loop = asyncio.get_running_loop()
+    os.set_blocking(info_fd, False)
     data = b""
     while True:
+        readable: asyncio.Future[None] = loop.create_future()
+        loop.add_reader(info_fd, readable.set_result, None)
+        try:
+            await readable
+        finally:
+            loop.remove_reader(info_fd)
         chunk = os.read(info_fd, 4096)
         if not chunk:
-            break
+            return None
         data += chunk
         with contextlib.suppress(ValueError):
             return int(json.loads(data)["child-pid"])
-    return None
-
-
-def kill_uid(uid: int, rounds: int = 50) -> None:
-    """SIGKILL every process of `uid` until none is left (a fork racing the first pass is caught by the next)."""
-    for _ in range(rounds):
-        pids = _processes_of(uid)
-        if not pids:
-            return
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
-    raise SandboxError(f"processes of sandbox uid {uid} kept appearing after {rounds} rounds of SIGKILL")
 
 
 class BubblewrapSandbox:
@@ -126,11 +107,15 @@ class BubblewrapSandbox:
                 os.close(fd)
         self._procs.add(proc)
         try:
-            child = await asyncio.to_thread(_child_pid, info_read)
-            self._cgroup.add(proc.pid)
+            child = await _child_pid(info_read)
             if child is not None:
+                # The child is the sandbox (its init and, by fork, the payload); bwrap's outer process is our
+                # monitor and runs nothing of the agent's.
                 self._cgroup.add(child)
-            os.write(block_write, b"go")  # only now does the payload start, inside its limits
+            # Only now does the payload start, inside its limits. A broken pipe means bwrap failed before
+            # running anything; its exit code and stderr say why.
+            with contextlib.suppress(BrokenPipeError):
+                os.write(block_write, b"go")
         except BaseException:
             self._kill(proc)
             raise
@@ -197,7 +182,7 @@ class BubblewrapSandbox:
         for proc in list(self._procs):
             self._kill(proc)
         if self._uid is not None:
-            kill_uid(self._uid)
+            kill_uid(self._uid, listing=self._cgroup.processes)
         for proc in list(self._procs):
             await proc.wait()
         self._cgroup.remove()
@@ -235,13 +220,20 @@ class BubblewrapBackend:
                         "it (e.g. /var/lib/ringfence-sandboxes) or chmod o+x it"
                     )
         self._uids: dict[str, int | None] = {}
+        # Uids of workspaces left by an earlier server: never handed out until reconcile has cleaned them.
+        self._stale: set[int] = set()
+        for entry in self.root.iterdir():
+            with contextlib.suppress(OSError):
+                self._stale.add((entry / "workspace").stat().st_uid)
 
     def _allocate_uid(self) -> int | None:
         if not self._as_root:
             return None  # unprivileged already; the user namespace maps us to uid 1000 inside
-        used = {u for u in self._uids.values() if u is not None}
+        # No /proc scan needed: destroy kills every process of a uid before releasing it, and reconcile does the
+        # same for uids left over by a previous server.
+        used = {u for u in self._uids.values() if u is not None} | self._stale
         for uid in range(UID_BASE, UID_BASE + UID_POOL):
-            if uid not in used and not _processes_of(uid):
+            if uid not in used:
                 return uid
         raise SandboxError(f"all {UID_POOL} sandbox uids are in use")
 
@@ -270,6 +262,13 @@ class BubblewrapBackend:
                 owner = (entry / "workspace").stat().st_uid
                 if self._as_root and UID_BASE <= owner < UID_BASE + UID_POOL:
                     kill_uid(owner)
+                self._stale.discard(owner)
             shutil.rmtree(entry, ignore_errors=True)
             removed.append(entry.name)
+        for root in {self.cgroups.memory, self.cgroups.pids, self.cgroups.cpu} - {None}:
+            assert root is not None
+            for group in root.glob("sbx_*") if root.exists() else ():
+                if group.name not in keep:
+                    with contextlib.suppress(OSError):
+                        group.rmdir()
         return removed

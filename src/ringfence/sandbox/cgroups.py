@@ -102,6 +102,14 @@ class SandboxCgroup:
             except OSError as exc:
                 raise SandboxError(f"cannot move process {pid} into {group}: {exc}") from None
 
+    def processes(self) -> list[int] | None:
+        """Every process in the sandbox's pids group (they cannot leave it), or None without a pids group."""
+        for group in self._dirs:
+            if (group / "pids.max").exists():
+                text = (group / "cgroup.procs").read_text()
+                return [int(pid) for pid in text.split()]
+        return None
+
     def remove(self) -> None:
         for group in reversed(self._dirs):
             for attempt in range(200):

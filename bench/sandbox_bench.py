@@ -1,0 +1,109 @@
+"""Sandbox start cost against plain bubblewrap, and host-side memory of 200 idle sandboxes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from bench.common import Figure
+from ringfence.sandbox import BubblewrapBackend, SandboxSpec
+from ringfence.sandbox.mounts import MountPlan, bwrap_argv
+from ringfence.sandbox.seccomp_filter import program_fd
+
+
+def _pct(samples: list[float], q: float) -> float:
+    return sorted(samples)[round(q * (len(samples) - 1))] * 1000
+
+
+def _private_kib(pid: int) -> int:
+    """Private (not shared) memory of a process: what it costs beyond the shared libraries."""
+    total = 0
+    with open(f"/proc/{pid}/smaps_rollup") as handle:
+        for line in handle:
+            if line.startswith(("Private_Clean:", "Private_Dirty:")):
+                total += int(line.split()[1])
+    return total
+
+
+def run(rounds: int, idle: int) -> list[Figure]:
+    base = Path(tempfile.mkdtemp(prefix="rf-bench-sbx-"))
+    base.chmod(0o711)
+    try:
+        return asyncio.run(_run(base, rounds, idle))
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+async def _run(base: Path, rounds: int, idle: int) -> list[Figure]:
+    backend = BubblewrapBackend(base / "sandboxes")
+    plain_ws = base / "plain"
+    plain_ws.mkdir()
+
+    async def ours() -> None:
+        sandbox = await backend.create(SandboxSpec())
+        await sandbox.run(["true"])
+        await sandbox.destroy()
+
+    def plain() -> None:
+        fd = program_fd()
+        try:
+            argv = bwrap_argv(backend.bwrap, MountPlan(plain_ws, {}, "plain", seccomp_fd=fd), ["true"])
+            subprocess.run(argv, check=True, pass_fds=(fd,))
+        finally:
+            os.close(fd)
+
+    for _ in range(5):
+        await ours()
+        plain()
+    mine, theirs = [], []
+    for _ in range(rounds):  # interleaved, so both see the same noise
+        start = time.perf_counter()
+        await ours()
+        mine.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        plain()
+        theirs.append(time.perf_counter() - start)
+    ratio = statistics.median(mine) / statistics.median(theirs)
+
+    before = _private_kib(os.getpid())
+    sandboxes = [await backend.create(SandboxSpec()) for _ in range(idle)]
+    streams = [s.exec(["sleep", "600"], timeout=None) for s in sandboxes]
+
+    async def first(stream: object) -> object:
+        return await anext(stream)  # type: ignore[call-overload]
+
+    tasks = [asyncio.create_task(first(stream)) for stream in streams]
+    await asyncio.sleep(1.0)
+    monitors = [p.pid for s in sandboxes for p in s._procs]
+    host_kib = _private_kib(os.getpid()) - before + sum(_private_kib(pid) for pid in monitors)
+    for sandbox in sandboxes:
+        await sandbox.destroy()
+    for task in tasks:
+        task.cancel()
+    per_sandbox = host_kib / idle / 1024
+    return [
+        Figure(
+            f"sandbox create + exec `true` + destroy ({rounds} rounds), vs plain bwrap with the same flags",
+            ratio,
+            "x plain",
+            "<= 2.0",
+            ratio <= 2.0,
+            f"ours p50 {_pct(mine, 0.5):.1f} ms, p99 {_pct(mine, 0.99):.1f} ms; plain bwrap p50 "
+            f"{_pct(theirs, 0.5):.1f} ms, p99 {_pct(theirs, 0.99):.1f} ms",
+        ),
+        Figure(
+            f"{idle} concurrent idle sandboxes: host-side memory per sandbox",
+            per_sandbox,
+            "MiB",
+            "<= 2 MiB",
+            per_sandbox <= 2.0,
+            f"{len(monitors)} bwrap monitors + this process's bookkeeping, private memory only "
+            "(the sandboxes' own processes are the payload)",
+        ),
+    ]
