@@ -65,3 +65,38 @@ def test_doctor_reports_what_is_enforced(tmp_path: Path) -> None:
     for line in ("bubblewrap", "seccomp", "limit: memory", "limit: pids", "limit: cpu share", "sandbox start"):
         assert line in done.stdout
     assert "NOT" not in done.stdout
+
+
+def test_limits_from_the_command_line(sandbox_root: Path, tmp_path: Path) -> None:  # noqa: F811
+    bomb = ringfence(
+        "sandbox",
+        "exec",
+        "--sandbox-dir",
+        str(sandbox_root),
+        "--memory",
+        "64M",
+        "--",
+        "/usr/bin/python3",
+        "-c",
+        "x = bytearray(300 * 2**20); print('allocated')",
+        data_dir=tmp_path / "d",
+    )
+    assert bomb.returncode == 137 and "allocated" not in bomb.stdout
+    forks = ringfence(
+        "sandbox",
+        "exec",
+        "--sandbox-dir",
+        str(sandbox_root),
+        "--pids",
+        "8",
+        "--",
+        "sh",
+        "-c",
+        "for i in 1 2 3 4 5 6 7 8 9 10; do sleep 2 & done; wait",
+        data_dir=tmp_path / "d",
+    )
+    assert "fork" in forks.stderr.lower()
+    bad = ringfence(
+        "sandbox", "exec", "--sandbox-dir", str(sandbox_root), "--memory", "lots", "--", "true", data_dir=tmp_path / "d"
+    )
+    assert bad.returncode == 2 and "size 'lots' is not a number" in bad.stderr
