@@ -79,7 +79,10 @@ async def _run(base: Path, rounds: int, idle: int) -> list[Figure]:
         return await anext(stream)  # type: ignore[call-overload]
 
     tasks = [asyncio.create_task(first(stream)) for stream in streams]
-    await asyncio.sleep(1.0)
+    deadline = time.monotonic() + 60
+    while sum(len(s._procs) for s in sandboxes) < idle and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(0.5)
     monitors = [p.pid for s in sandboxes for p in s._procs]
     host_kib = _private_kib(os.getpid()) - before + sum(_private_kib(pid) for pid in monitors)
     for sandbox in sandboxes:
