@@ -42,7 +42,8 @@ def main() -> int:
         "|---|---|---|---|---|",
     ]
     for f in figures:
-        value = f"{f.value:,.1f} {f.unit}" if f.unit == "s" else f"{f.value:,.0f} {f.unit}"
+        digits = 1 if f.unit == "s" else (2 if f.value < 100 else 0)
+        value = f"{f.value:,.{digits}f} {f.unit}"
         lines.append(f"| {f.name} | {value} | {f.target} | {'yes' if f.ok else 'NO'} | {f.note} |")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")

@@ -126,17 +126,28 @@ def test_b2_no_host_secrets(backend: BubblewrapBackend, tmp_path: Path, monkeypa
 
 
 def test_b4_nothing_survives_destroy(backend: BubblewrapBackend) -> None:
-    async def go() -> tuple[int, Path]:
+    async def go() -> tuple[int, Path, int]:
         sandbox = await backend.create(SandboxSpec())
         workspace = backend.root / sandbox.id
-        await sandbox.run(["sh", "-c", "setsid sleep 1000 >/dev/null 2>&1 & nohup sleep 1000 >/dev/null 2>&1 &"])
         uid = os.stat(workspace / "workspace").st_uid
-        assert len(_processes_of(uid)) >= 1 or True  # daemons may already have been reaped with their sandbox init
+        stream = sandbox.exec(
+            [
+                "sh",
+                "-c",
+                "setsid sleep 1000 >/dev/null 2>&1 & nohup sleep 1000 >/dev/null 2>&1 & echo ready; sleep 1000",
+            ],
+            timeout=None,
+        )
+        first = await anext(stream)
+        assert first.data == b"ready\n"
+        running = len(_processes_of(uid))  # the shell, two detached sleeps, the foreground sleep, bwrap's init
         await sandbox.destroy()
         await sandbox.destroy()  # idempotent
-        return uid, workspace
+        await stream.aclose()
+        return uid, workspace, running
 
-    uid, workspace = run(go())
+    uid, workspace, running = run(go())
+    assert running >= 4
     assert _processes_of(uid) == []
     assert not workspace.exists()
 
