@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 from tests.cli.test_cli import ringfence
 from tests.sandbox.conftest import sandbox_root  # noqa: F401 (fixture)
 
 
+def sandbox_exec(root: Path, data: Path, *args: str) -> subprocess.CompletedProcess:
+    """`ringfence sandbox exec --sandbox-dir ROOT ARGS...` as a real subprocess."""
+    return ringfence("sandbox", "exec", "--sandbox-dir", str(root), *args, data_dir=data / "d")
+
+
 def test_exec_streams_output_and_returns_the_exit_code(sandbox_root: Path, tmp_path: Path) -> None:  # noqa: F811
-    done = ringfence(
-        "sandbox",
-        "exec",
-        "--sandbox-dir",
-        str(sandbox_root),
-        "--",
-        "sh",
-        "-c",
-        "id -u; ls /; echo oops >&2; exit 7",
-        data_dir=tmp_path / "d",
-    )
+    done = sandbox_exec(sandbox_root, tmp_path, "--", "sh", "-c", "id -u; ls /; echo oops >&2; exit 7")
     assert done.returncode == 7
     assert done.stdout.splitlines()[0] == "1000"
     assert "workspace" in done.stdout and "root" not in done.stdout.split()
@@ -28,34 +24,11 @@ def test_exec_streams_output_and_returns_the_exit_code(sandbox_root: Path, tmp_p
 
 
 def test_exec_refusals_are_clear(sandbox_root: Path, tmp_path: Path) -> None:  # noqa: F811
-    proxy = ringfence(
-        "sandbox",
-        "exec",
-        "--sandbox-dir",
-        str(sandbox_root),
-        "--network",
-        "proxy",
-        "--",
-        "true",
-        data_dir=tmp_path / "d",
-    )
+    proxy = sandbox_exec(sandbox_root, tmp_path, "--network", "proxy", "--", "true")
     assert proxy.returncode == 2 and "needs the proxy bridge" in proxy.stderr
-    late = ringfence(
-        "sandbox",
-        "exec",
-        "--sandbox-dir",
-        str(sandbox_root),
-        "--timeout",
-        "0.3",
-        "--",
-        "sleep",
-        "5",
-        data_dir=tmp_path / "d",
-    )
+    late = sandbox_exec(sandbox_root, tmp_path, "--timeout", "0.3", "--", "sleep", "5")
     assert late.returncode == 137 and "ran past its timeout" in late.stderr
-    hidden = ringfence(
-        "sandbox", "exec", "--sandbox-dir", str(tmp_path / "private"), "--", "true", data_dir=tmp_path / "d"
-    )
+    hidden = sandbox_exec(tmp_path / "private", tmp_path, "--", "true")
     assert hidden.returncode == 2 and "which other users cannot traverse" in hidden.stderr
 
 
@@ -68,35 +41,27 @@ def test_doctor_reports_what_is_enforced(tmp_path: Path) -> None:
 
 
 def test_limits_from_the_command_line(sandbox_root: Path, tmp_path: Path) -> None:  # noqa: F811
-    bomb = ringfence(
-        "sandbox",
-        "exec",
-        "--sandbox-dir",
-        str(sandbox_root),
+    bomb = sandbox_exec(
+        sandbox_root,
+        tmp_path,
         "--memory",
         "64M",
         "--",
         "/usr/bin/python3",
         "-c",
         "x = bytearray(300 * 2**20); print('allocated')",
-        data_dir=tmp_path / "d",
     )
     assert bomb.returncode == 137 and "allocated" not in bomb.stdout
-    forks = ringfence(
-        "sandbox",
-        "exec",
-        "--sandbox-dir",
-        str(sandbox_root),
+    forks = sandbox_exec(
+        sandbox_root,
+        tmp_path,
         "--pids",
         "8",
         "--",
         "sh",
         "-c",
         "for i in 1 2 3 4 5 6 7 8 9 10; do sleep 2 & done; wait",
-        data_dir=tmp_path / "d",
     )
     assert "fork" in forks.stderr.lower()
-    bad = ringfence(
-        "sandbox", "exec", "--sandbox-dir", str(sandbox_root), "--memory", "lots", "--", "true", data_dir=tmp_path / "d"
-    )
+    bad = sandbox_exec(sandbox_root, tmp_path, "--memory", "lots", "--", "true")
     assert bad.returncode == 2 and "size 'lots' is not a number" in bad.stderr
