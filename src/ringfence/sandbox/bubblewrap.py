@@ -188,7 +188,7 @@ class BubblewrapSandbox:
             os.close(self._workspace_fd)
             self._workspace_fd = None
         await asyncio.to_thread(shutil.rmtree, self._dir, True)
-        self._backend._release(self._id, self._uid)
+        self._backend._release(self._id)
 
 
 class BubblewrapBackend:
@@ -246,7 +246,7 @@ class BubblewrapBackend:
                 return uid
         raise SandboxError(f"all {UID_POOL} sandbox uids are in use")
 
-    def _release(self, sandbox_id: str, uid: int | None) -> None:
+    def _release(self, sandbox_id: str) -> None:
         self._uids.pop(sandbox_id, None)
 
     async def create(self, spec: SandboxSpec) -> BubblewrapSandbox:

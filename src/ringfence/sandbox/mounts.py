@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 INSIDE_WORKSPACE = "/workspace"
@@ -40,6 +41,25 @@ class MountPlan:
     block_fd: int | None = None  # ...and waits on this before running the payload (time to join its cgroups)
 
 
+@cache
+def system_mounts(root: Path) -> tuple[str, ...]:
+    """The read-only system binds and /usr links that exist under `root` (computed once per root, not per
+    command: it is on the sandbox start path)."""
+    args: list[str] = []
+    for directory in SYSTEM_DIRS:
+        source = root / directory.lstrip("/")
+        if source.exists():
+            args += ["--ro-bind", str(source), directory]
+    for file in SYSTEM_FILES:
+        source = root / file.lstrip("/")
+        if source.exists():
+            args += ["--ro-bind", str(source), file]
+    for link, target in USR_LINKS.items():
+        if (root / "usr" / target.removeprefix("usr/")).exists():
+            args += ["--symlink", target, link]
+    return tuple(args)
+
+
 def bwrap_argv(bwrap: str, plan: MountPlan, argv: Sequence[str]) -> list[str]:
     """The full argument list (never a shell string)."""
     args = [
@@ -57,17 +77,7 @@ def bwrap_argv(bwrap: str, plan: MountPlan, argv: Sequence[str]) -> list[str]:
         "--new-session",
         "--clearenv",
     ]
-    for directory in SYSTEM_DIRS:
-        source = plan.root / directory.lstrip("/")
-        if source.exists():
-            args += ["--ro-bind", str(source), directory]
-    for file in SYSTEM_FILES:
-        source = plan.root / file.lstrip("/")
-        if source.exists():
-            args += ["--ro-bind", str(source), file]
-    for link, target in USR_LINKS.items():
-        if (plan.root / "usr" / target.removeprefix("usr/")).exists():
-            args += ["--symlink", target, link]
+    args += system_mounts(plan.root)
     args += [
         "--proc",
         "/proc",

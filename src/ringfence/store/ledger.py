@@ -106,10 +106,13 @@ def _materialize(
 ) -> dict[str, list[str | None]]:
     """Write each touched session's retention rule and deadline; returns the changed ones (for the audit record)."""
     changed: dict[str, list[str | None]] = {}
-    for replayed in history.accounts[account_id].sessions:
-        if touched is not None and replayed.id not in touched:
-            continue
-        row = db.get(Session, replayed.id)
+    replayed_sessions = [s for s in history.accounts[account_id].sessions if touched is None or s.id in touched]
+    if not replayed_sessions:
+        return changed
+    # One query for every touched row: an opt-out touches all of an account's sessions.
+    rows = {r.id: r for r in db.scalars(select(Session).where(Session.id.in_([s.id for s in replayed_sessions])))}
+    for replayed in replayed_sessions:
+        row = rows.get(replayed.id)
         if row is None or row.state != "active":
             continue
         if replayed.deleted_at is not None:
