@@ -321,3 +321,52 @@ def test_b5_seccomp_refuses_the_dangerous_calls(backend: BubblewrapBackend) -> N
         assert answer == "refused: errno 1", (name, answer)  # EPERM from the filter, for every one
     assert unix.startswith("refused: PermissionError")
     assert ordinary["out"] == "FINE\n"
+
+
+def _commands_in(sandbox_id: str) -> list[str]:
+    """The command lines of every live process in a sandbox's pids group."""
+    pids = Path(f"/sys/fs/cgroup/pids/ringfence/{sandbox_id}/cgroup.procs").read_text().split()
+    lines = []
+    for pid in pids:
+        try:
+            lines.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip())
+        except OSError:
+            continue  # exited meanwhile
+    return lines
+
+
+def test_a_timed_out_command_ends_alone_not_its_neighbours(backend: BubblewrapBackend) -> None:
+    async def go() -> tuple[list[str], list[str], Any, bool]:
+        sandbox = await backend.create(SandboxSpec())
+        try:
+            neighbour = sandbox.exec(["sh", "-c", "setsid sleep 1001 & echo ready; sleep 1002"], timeout=None)
+            assert (await anext(neighbour)).data == b"ready\n"
+            before = _commands_in(sandbox.id)
+            late = await sandbox.run(["sh", "-c", "setsid sleep 2001 & sleep 2002"], timeout=0.5)
+            after = _commands_in(sandbox.id)
+            neighbour_alive = any(p.returncode is None for p in sandbox._procs)
+            await neighbour.aclose()
+            return before, after, late, neighbour_alive
+        finally:
+            await sandbox.destroy()
+
+    before, after, late, neighbour_alive = run(go())
+    assert late.exit.timed_out
+    assert neighbour_alive
+    assert any("sleep 1001" in c for c in before) and any("sleep 1002" in c for c in before)
+    assert any("sleep 1001" in c for c in after) and any("sleep 1002" in c for c in after)
+    assert not any("sleep 200" in c for c in after)  # the timed-out command and its detached daemon are gone
+
+
+def test_a_failed_create_leaves_nothing_behind(sandbox_root: Path, monkeypatch) -> None:
+    backend = BubblewrapBackend(sandbox_root)
+    from ringfence.sandbox import bubblewrap
+
+    def refuse(*_: Any) -> None:
+        raise SandboxError("cannot set the sandbox's limits in its cgroup: refused for the test")
+
+    monkeypatch.setattr(bubblewrap, "SandboxCgroup", refuse)
+    with pytest.raises(SandboxError, match="refused for the test"):
+        run(backend.create(SandboxSpec()))
+    assert list(sandbox_root.iterdir()) == []
+    assert backend._uids == {}

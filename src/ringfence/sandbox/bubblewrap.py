@@ -56,9 +56,9 @@ class BubblewrapSandbox:
     def __init__(self, backend: BubblewrapBackend, sandbox_id: str, uid: int | None, spec: SandboxSpec) -> None:
         self._backend, self._id, self._uid, self._spec = backend, sandbox_id, uid, spec
         self._dir = backend.root / sandbox_id
+        self._cgroup = SandboxCgroup(backend.cgroups, sandbox_id, spec.limits)  # first: it cleans up if it fails
         self._workspace_fd: int | None = os.open(self._dir / "workspace", os.O_RDONLY | os.O_DIRECTORY)
         self._procs: set[asyncio.subprocess.Process] = set()
-        self._cgroup = SandboxCgroup(backend.cgroups, sandbox_id, spec.limits)
 
     @property
     def id(self) -> str:
@@ -155,11 +155,12 @@ class BubblewrapSandbox:
                 await proc.wait()
             self._procs.discard(proc)
 
-    def _kill(self, proc: asyncio.subprocess.Process) -> None:
+    @staticmethod
+    def _kill(proc: asyncio.subprocess.Process) -> None:
+        """End one command: its bwrap monitor, whose child (pid 1 of the command's own pid namespace) dies with it
+        (--die-with-parent), taking every process of that command along. Other commands are untouched."""
         with contextlib.suppress(ProcessLookupError):
-            proc.kill()  # the sandbox's init dies with bwrap (--die-with-parent), and its pid namespace with it
-        if self._uid is not None:
-            kill_uid(self._uid)
+            proc.kill()
 
     async def run(self, argv: Sequence[str], *, timeout: float | None = None) -> Completed:
         out, err, final = bytearray(), bytearray(), Exit(-1)
@@ -179,7 +180,7 @@ class BubblewrapSandbox:
     async def destroy(self) -> None:
         for proc in list(self._procs):
             self._kill(proc)
-        if self._uid is not None:
+        if self._uid is not None:  # and, once, anything of this sandbox's uid still alive
             kill_uid(self._uid, listing=self._cgroup.processes)
         for proc in list(self._procs):
             await proc.wait()
@@ -256,11 +257,16 @@ class BubblewrapBackend:
         uid = self._allocate_uid()
         self._uids[sandbox_id] = uid
         directory = self.root / sandbox_id
-        directory.mkdir(mode=0o711)
-        (directory / "workspace").mkdir(mode=0o700)
-        if uid is not None:
-            os.chown(directory / "workspace", uid, uid)
-        return BubblewrapSandbox(self, sandbox_id, uid, spec)
+        try:
+            directory.mkdir(mode=0o711)
+            (directory / "workspace").mkdir(mode=0o700)
+            if uid is not None:
+                os.chown(directory / "workspace", uid, uid)
+            return BubblewrapSandbox(self, sandbox_id, uid, spec)
+        except BaseException:
+            shutil.rmtree(directory, ignore_errors=True)
+            self._release(sandbox_id)
+            raise
 
     async def reconcile(self, keep: set[str]) -> list[str]:
         removed = []
