@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 # Debian packages the project needs; each is installed only when missing.
-DEB_PACKAGES := git sqlite3 python3 python3-venv python3-pip ca-certificates postgresql util-linux bubblewrap iproute2 python3-seccomp
+DEB_PACKAGES := git sqlite3 python3 python3-venv python3-pip ca-certificates postgresql util-linux bubblewrap iproute2 python3-seccomp e2fsprogs
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 

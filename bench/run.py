@@ -9,7 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import audit_bench, policy_bench, sandbox_bench, sweep_bench
+from bench import audit_bench, bridge_bench, policy_bench, sandbox_bench, sweep_bench
 from bench.common import Figure, machine
 
 
@@ -25,6 +25,8 @@ def main() -> int:
         ("audit", lambda: audit_bench.run(500_000 // scale)),
         ("sweep", lambda: sweep_bench.run(1_000_000 // scale)),
         ("sandbox", lambda: sandbox_bench.run(200 // scale, 200 // scale)),
+        ("cpu fairness", lambda: sandbox_bench.fairness(7 if not args.quick else 3)),
+        ("bridge", lambda: bridge_bench.run(512 // scale, 9 if not args.quick else 3)),
     ]:
         print(f"running {label} ...", flush=True)
         figures.extend(bench())

@@ -42,9 +42,19 @@ def test_the_config_file_can_be_named(tmp_path: Path) -> None:
         ("", {"RINGFENCE_LISTEN": "127.0.0.1:70000"}, "listen must be HOST:PORT"),
         ("sweep_interval_seconds = 0\n", {}, "sweep_interval_seconds: Input should be greater than 0"),
         ("listen = [\n", {}, "is not valid TOML"),
+        ("sandbox_memory = 'lots'\n", {}, "sandbox_memory: .*size 'lots' is not a number"),
+        ("", {"RINGFENCE_SANDBOX_PIDS": "2"}, "sandbox_pids: Input should be greater than or equal to 4"),
+        ("sandbox_rootfs = '/nonexistent'\n", {}, "sandbox_rootfs: .*has no usr directory"),
+        ("sandbox_cpu_weight = 0\n", {}, "sandbox_cpu_weight: Input should be greater than or equal to 1"),
     ],
 )
 def test_bad_configuration_names_the_setting(tmp_path: Path, text: str, environ: dict, message: str) -> None:
     (tmp_path / "ringfence.toml").write_text(text)
     with pytest.raises(ConfigError, match=message):
         load_settings({"data_dir": tmp_path}, environ=environ)
+
+
+def test_sandbox_limits_come_from_the_configuration(tmp_path: Path) -> None:
+    (tmp_path / "ringfence.toml").write_text("sandbox_memory = '512M'\nsandbox_workspace_size = '0'\n")
+    limits = load_settings({"data_dir": tmp_path}, environ={"RINGFENCE_SANDBOX_CPU_WEIGHT": "50"}).sandbox_limits()
+    assert (limits.memory_bytes, limits.workspace_bytes, limits.cpu_weight) == (512 * 2**20, None, 50)

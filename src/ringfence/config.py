@@ -13,6 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from ringfence.sandbox.spec import Limits, SandboxError, parse_size
+
 
 def default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
@@ -34,6 +36,16 @@ class Settings(BaseModel):
     listen: str = Field("127.0.0.1:8600", description="HOST:PORT of the API and web console")
     sweep_interval_seconds: float = Field(300.0, gt=0, description="how often the server runs the retention sweep")
     policy_file: Path | None = Field(None, description="a policy TOML to use instead of the packaged one")
+    sandbox_dir: Path = Field(
+        Path("/var/lib/ringfence-sandboxes"),
+        description="where sandboxes keep their workspaces (every ancestor must be traversable by other users)",
+    )
+    sandbox_rootfs: Path = Field(Path("/"), description="the read-only system of sandboxes: its /usr, /etc/ssl...")
+    sandbox_memory: str = Field("2G", description="memory limit per sandbox (e.g. 512M, 2G)")
+    sandbox_pids: int = Field(1024, ge=4, description="most processes and threads per sandbox")
+    sandbox_workspace_size: str = Field("10G", description="workspace size per sandbox (a sparse disk image); 0: none")
+    sandbox_cpu_weight: int = Field(100, ge=1, le=10_000, description="CPU share under contention; 100 is equal")
+    sandbox_timeout_seconds: float = Field(600.0, gt=0, description="wall-clock limit of one command")
 
     @field_validator("listen")
     @classmethod
@@ -42,6 +54,33 @@ class Settings(BaseModel):
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError(f"listen must be HOST:PORT with a port 1-65535, got {value!r}")
         return value
+
+    @field_validator("sandbox_memory", "sandbox_workspace_size")
+    @classmethod
+    def _size(cls, value: str) -> str:
+        try:
+            parse_size(value)
+        except SandboxError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("sandbox_rootfs")
+    @classmethod
+    def _rootfs(cls, value: Path) -> Path:
+        if not (value / "usr").is_dir():
+            raise ValueError(f"sandbox root filesystem {value} has no usr directory")
+        return value
+
+    def sandbox_limits(self) -> Limits:
+        """The per-sandbox limits these settings give (checked: a bad limit is a SandboxError naming it)."""
+        workspace = parse_size(self.sandbox_workspace_size)
+        return Limits(
+            memory_bytes=parse_size(self.sandbox_memory),
+            pids=self.sandbox_pids,
+            timeout_seconds=self.sandbox_timeout_seconds,
+            workspace_bytes=workspace or None,
+            cpu_weight=self.sandbox_cpu_weight,
+        )
 
     @property
     def db_url(self) -> str:
@@ -59,6 +98,18 @@ _ENV = {
     "listen": "RINGFENCE_LISTEN",
     "sweep_interval_seconds": "RINGFENCE_SWEEP_INTERVAL_SECONDS",
     "policy_file": "RINGFENCE_POLICY_FILE",
+    **{
+        name: f"RINGFENCE_{name.upper()}"
+        for name in (
+            "sandbox_dir",
+            "sandbox_rootfs",
+            "sandbox_memory",
+            "sandbox_pids",
+            "sandbox_workspace_size",
+            "sandbox_cpu_weight",
+            "sandbox_timeout_seconds",
+        )
+    },
 }
 
 

@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 
 def attempt(kind, *args):
@@ -42,6 +43,30 @@ def attempt(kind, *args):
             libc = ctypes.CDLL(None, use_errno=True)
             result = libc.syscall(*args)
             return "ok" if result >= 0 else f"refused: errno {ctypes.get_errno()}"
+        if kind == "exchange":  # send, half-close, read the whole answer
+            with socket.create_connection((args[0], args[1]), timeout=5) as sock:
+                answer = b""
+                try:
+                    sock.sendall(args[2].encode())
+                    sock.shutdown(socket.SHUT_WR)
+                    while chunk := sock.recv(65536):
+                        answer += chunk
+                except OSError as exc:  # connected, then dropped by the other side
+                    return f"closed: {exc}"
+            return answer.decode(errors="replace")
+        if kind == "connect_many":  # how many connections stay open at once
+            held = []
+            for _ in range(args[2]):
+                try:
+                    held.append(socket.create_connection((args[0], args[1]), timeout=2))
+                except OSError:
+                    break
+            time.sleep(1)  # held open, so the host sees them all at once
+            return len(held)
+        if kind == "unix_connect":
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.connect(args[0])
+            return "connected"
         if kind == "unix":
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM):
                 return "created"

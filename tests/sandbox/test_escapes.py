@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from ringfence.sandbox import BubblewrapBackend, SandboxError, SandboxSpec
+from ringfence.sandbox import BubblewrapBackend, SandboxError, SandboxSpec, diskimage
 from ringfence.sandbox.procs import processes_of as _processes_of
 from tests.sandbox.conftest import run
 
@@ -368,5 +368,33 @@ def test_a_failed_create_leaves_nothing_behind(sandbox_root: Path, monkeypatch) 
     monkeypatch.setattr(bubblewrap, "SandboxCgroup", refuse)
     with pytest.raises(SandboxError, match="refused for the test"):
         run(backend.create(SandboxSpec()))
-    assert list(sandbox_root.iterdir()) == []
+    # Nothing of that sandbox; at most the backend's shared cache of formatted workspace images.
+    assert [p.name for p in sandbox_root.iterdir()] in ([], [diskimage.TEMPLATES])
     assert backend._uids == {}
+
+
+def test_reconcile_leaves_another_live_processs_sandboxes_alone(sandbox_root: Path) -> None:
+    """A server starting beside a running `sandbox exec` must not destroy that command's sandbox."""
+    script = textwrap.dedent(f"""
+        import asyncio
+        from pathlib import Path
+        from ringfence.sandbox import BubblewrapBackend, SandboxSpec
+        async def main():
+            sandbox = await BubblewrapBackend(Path({str(sandbox_root)!r})).create(SandboxSpec())
+            print(sandbox.id, flush=True)
+            await asyncio.sleep(60)
+        asyncio.run(main())
+    """)
+    other = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        theirs = other.stdout.readline().strip()
+        backend = BubblewrapBackend(sandbox_root)
+        mine = run(backend.create(SandboxSpec())).id
+        assert run(backend.reconcile(keep=set())) == [mine]  # unknown to the caller, so removed; theirs kept
+        assert (sandbox_root / theirs).exists()
+        other.kill()
+        other.wait(timeout=10)
+        assert run(backend.reconcile(keep=set())) == [theirs]  # its owner is gone now
+    finally:
+        other.kill()
+        other.stdout.close()

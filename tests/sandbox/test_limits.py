@@ -70,3 +70,48 @@ def test_limits_apply_from_the_first_instruction(backend: BubblewrapBackend) -> 
         line = next(line for line in groups.splitlines() if f":{controller}:" in line or f",{controller}:" in line)
         assert "ringfence/sbx_" in line, groups
     assert os.geteuid() == 0
+
+
+def test_b3_disk_fill_stops_at_the_workspace_size(backend: BubblewrapBackend) -> None:
+    """The workspace is a 64 MiB image: filling it answers ENOSPC to the sandbox, the host's disk is untouched,
+    and the sandbox goes on working once it frees space."""
+    assert backend.workspace_limit_problem is None, backend.workspace_limit_problem
+    limit = 64 * 2**20
+
+    async def go() -> tuple:
+        sandbox = await backend.create(SandboxSpec(limits=Limits(workspace_bytes=limit)))
+        try:
+            fill = await sandbox.run(["sh", "-c", "dd if=/dev/zero of=big bs=1M count=200 2>&1; sync; ls -l big"])
+            image = backend.root / sandbox.id / "workspace.img"
+            allocated = os.stat(image).st_blocks * 512
+            again = await sandbox.run(["sh", "-c", "rm big && echo ok > small && cat small"])
+            return fill, allocated, again
+        finally:
+            await sandbox.destroy()
+
+    free_before = os.statvfs(backend.root).f_bavail
+    fill, allocated, again = run(go())
+    assert b"No space left on device" in fill.stdout
+    assert allocated <= limit  # the image is sparse and never grows past its size
+    assert again.stdout == b"ok\n"
+    block = os.statvfs(backend.root).f_frsize
+    assert abs(os.statvfs(backend.root).f_bavail - free_before) * block < 32 * 2**20  # and it was all given back
+    assert host_responds() < 2
+
+
+def test_b3_filling_tmp_is_bounded_by_the_memory_limit(backend: BubblewrapBackend) -> None:
+    """/tmp is a tmpfs charged to the sandbox's memory group: filling it cannot take the host's RAM."""
+
+    async def go() -> tuple:
+        sandbox = await backend.create(SandboxSpec(limits=Limits(memory_bytes=96 * 2**20)))
+        try:
+            fill = await sandbox.run(["sh", "-c", "dd if=/dev/zero of=/tmp/big bs=1M count=400 2>&1"])
+            after = await sandbox.run(["echo", "still works"])
+            return fill, after
+        finally:
+            await sandbox.destroy()
+
+    fill, after = run(go())
+    assert fill.code != 0 and b"400+0 records out" not in fill.stdout
+    assert after.stdout == b"still works\n"
+    assert host_responds() < 2

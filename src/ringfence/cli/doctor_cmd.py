@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from ringfence.cli.common import out
-from ringfence.sandbox import BubblewrapBackend, SandboxError, SandboxSpec
+from ringfence.sandbox import BubblewrapBackend, SandboxError, SandboxSpec, diskimage
 from ringfence.sandbox.cgroups import detect
 from ringfence.sandbox.seccomp_filter import program
 
@@ -34,6 +34,12 @@ def doctor() -> None:
         row("seccomp", False, str(exc))
     for limit, state in detect().describe().items():
         row(f"limit: {limit}", "NOT" not in state, state)
+    problem = diskimage.available()
+    row(
+        "limit: workspace size",
+        problem is None,
+        "enforced (a sparse ext4 image per workspace, loop-mounted)" if problem is None else f"NOT enforced: {problem}",
+    )
     if bwrap is not None:
         row("sandbox start", *_try_sandbox())
     out.print(table)

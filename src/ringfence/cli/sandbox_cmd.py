@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from ringfence.cli.common import DataDir, err, reports_errors, settings
-from ringfence.sandbox import BubblewrapBackend, Exit, Limits, SandboxError, SandboxSpec
+from ringfence.sandbox import BubblewrapBackend, Exit, SandboxError, SandboxSpec
+from ringfence.sandbox.spec import ProxyRoutes, parse_size
 
 app = typer.Typer(no_args_is_help=True, help="Isolated sandboxes.")
 
@@ -19,43 +21,55 @@ app = typer.Typer(no_args_is_help=True, help="Isolated sandboxes.")
 @reports_errors
 def exec_command(
     command: Annotated[list[str], typer.Argument(help="the command and its arguments (after --)")],
-    network: Annotated[str, typer.Option(help="none (only loopback inside); proxy is not available yet")] = "none",
-    timeout: Annotated[float, typer.Option(help="seconds before the command is killed")] = 600.0,
-    memory: Annotated[str, typer.Option(help="memory limit, e.g. 512M or 2G")] = "2G",
-    pids: Annotated[int, typer.Option(help="most processes and threads at once")] = 1024,
-    sandbox_dir: Annotated[
-        Path | None, typer.Option(help="where workspaces live (default /var/lib/ringfence-sandboxes)")
+    workspace: Annotated[
+        Path | None,
+        typer.Option(help="bind this directory as /workspace (kept; commands run as its owner, never root)"),
     ] = None,
+    network: Annotated[str, typer.Option(help="none (only loopback inside) or proxy (the bridged proxies)")] = "none",
+    egress_socket: Annotated[
+        Path | None, typer.Option(help="proxy mode: the host Unix socket that 127.0.0.1:3128 inside reaches")
+    ] = None,
+    gateway_socket: Annotated[
+        Path | None, typer.Option(help="proxy mode: the host Unix socket that 127.0.0.1:8080 inside reaches")
+    ] = None,
+    timeout: Annotated[float | None, typer.Option(help="seconds before the command is killed")] = None,
+    memory: Annotated[str | None, typer.Option(help="memory limit, e.g. 512M or 2G")] = None,
+    pids: Annotated[int | None, typer.Option(help="most processes and threads at once")] = None,
+    workspace_size: Annotated[str | None, typer.Option(help="size of a fresh workspace, e.g. 1G; 0: none")] = None,
+    sandbox_dir: Annotated[Path | None, typer.Option(help="where workspaces live (setting sandbox_dir)")] = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Run COMMAND isolated: new namespaces, read-only system, a private empty workspace, no network."""
-    settings(data_dir)  # validates the configuration like every other command
+    """Run COMMAND isolated: new namespaces, read-only system, a private workspace, no network but the proxies.
+    Unset limits come from the configuration (sandbox_memory, sandbox_pids, sandbox_workspace_size...)."""
+    config = settings(data_dir)
     try:
-        limits = Limits(memory_bytes=parse_size(memory), pids=pids, timeout_seconds=timeout)
-        spec = SandboxSpec(network=network, limits=limits)  # type: ignore[arg-type]
-        backend = BubblewrapBackend(sandbox_dir or Path("/var/lib/ringfence-sandboxes"))
-        code = asyncio.run(_run(backend, spec, command))
+        limits = config.sandbox_limits()
+        if memory is not None:
+            limits = replace(limits, memory_bytes=parse_size(memory))
+        if pids is not None:
+            limits = replace(limits, pids=pids)
+        if timeout is not None:
+            limits = replace(limits, timeout_seconds=timeout)
+        if workspace_size is not None:
+            limits = replace(limits, workspace_bytes=parse_size(workspace_size) or None)
+        if network == "proxy" and egress_socket is None:
+            raise SandboxError("--network proxy needs --egress-socket (the host socket of this session's proxy)")
+        if network != "proxy" and (egress_socket or gateway_socket):
+            raise SandboxError("--egress-socket and --gateway-socket are for --network proxy")
+        proxies = ProxyRoutes(egress_socket, gateway_socket) if egress_socket is not None else None
+        spec = SandboxSpec(network=network, limits=limits, proxies=proxies)  # type: ignore[arg-type]
+        backend = BubblewrapBackend(sandbox_dir or config.sandbox_dir, rootfs=config.sandbox_rootfs)
+        code = asyncio.run(_run(backend, spec, command, workspace))
     except SandboxError as exc:
         err.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(2) from None
     raise typer.Exit(code)
 
 
-_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30}
-
-
-def parse_size(text: str) -> int:
-    """`512M`, `2G`, `65536K` or plain bytes."""
-    value = text.strip().upper().removesuffix("IB").removesuffix("B")
-    unit = value[-1:] if value[-1:] in _UNITS else ""
-    number = value[: len(value) - len(unit)]
-    if not number.isdigit():
-        raise SandboxError(f"size {text!r} is not a number of bytes with an optional K, M or G")
-    return int(number) * _UNITS[unit]
-
-
-async def _run(backend: BubblewrapBackend, spec: SandboxSpec, command: list[str]) -> int:
-    sandbox = await backend.create(spec)
+async def _run(backend: BubblewrapBackend, spec: SandboxSpec, command: list[str], workspace: Path | None) -> int:
+    if workspace is not None and not workspace.is_dir():
+        raise SandboxError(f"workspace {workspace} is not a directory")
+    sandbox = await backend.create(spec, workspace=workspace)
     try:
         async for event in sandbox.exec(command):
             if isinstance(event, Exit):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 from typing import Annotated
@@ -11,7 +12,9 @@ import uvicorn
 from sqlalchemy import select
 
 from ringfence.api.app import create_app
-from ringfence.cli.common import DataDir, now, out, reports_errors, settings, store_from
+from ringfence.cli.common import DataDir, err, now, out, reports_errors, settings, store_from
+from ringfence.config import Settings
+from ringfence.sandbox import BubblewrapBackend, SandboxError
 from ringfence.store import accounts
 from ringfence.store.crypto import Secret
 from ringfence.store.db import Store
@@ -38,6 +41,20 @@ def bootstrap_admin(store: Store, data_dir: Path) -> Secret:
     return token
 
 
+def reconcile_sandboxes(config: Settings) -> None:
+    """At start: remove sandboxes (processes, mounts, workspaces) that a previous server left behind."""
+    if not config.sandbox_dir.exists():
+        return
+    try:
+        backend = BubblewrapBackend(config.sandbox_dir, rootfs=config.sandbox_rootfs)
+        removed = asyncio.run(backend.reconcile(keep=set()))
+    except (SandboxError, OSError) as exc:
+        err.print(f"[bold yellow]warning:[/] sandboxes unavailable: {exc}")
+        return
+    if removed:
+        out.print(f"removed {len(removed)} sandbox(es) left by an earlier server")
+
+
 @reports_errors
 def serve(
     listen: Annotated[str | None, typer.Option(help="HOST:PORT to listen on (default 127.0.0.1:8600)")] = None,
@@ -50,6 +67,7 @@ def serve(
     host, _, port = config.listen.rpartition(":")
     shown = f"[{host}]" if ":" in host else host
     out.print(f"ringfence {config.data_dir}: policy {store.rules.stamp}")
+    reconcile_sandboxes(config)
     out.print(f"web address:  http://{shown}:{port}/   (API docs at /docs, schema at /openapi.json)")
     out.print(f"admin token:  {token.reveal()}")
     out.print(f"try:          curl -H 'Authorization: Bearer {token.reveal()}' http://{shown}:{port}/v1/me")

@@ -19,17 +19,39 @@ import stat
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
-from ringfence.sandbox import seccomp_filter, workspace
+from ringfence.sandbox import diskimage, seccomp_filter, workspace
+from ringfence.sandbox.bridge import Bridge
 from ringfence.sandbox.cgroups import SandboxCgroup, detect
 from ringfence.sandbox.mounts import MountPlan, bwrap_argv
-from ringfence.sandbox.procs import kill_uid
+from ringfence.sandbox.procs import kill_listed, kill_uid
 from ringfence.sandbox.spec import Completed, Exit, Output, SandboxError, SandboxSpec
 from ringfence.store.ids import new_id
 
 UID_BASE = 160_000  # host uids of sandboxes: UID_BASE .. UID_BASE + UID_POOL - 1 (no /etc/passwd entry needed)
 UID_POOL = 30_000
+OWNER_FILE = "owner"  # "<pid> <start time>" of the ringfence process that made the sandbox
 _CHUNK = 64 * 1024
 log = logging.getLogger("ringfence.sandbox")
+
+
+def _process_identity(pid: int) -> str | None:
+    """`pid` with its start time (a pid alone may have been reused since)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return f"{pid} {handle.read().rsplit(b')', 1)[1].split()[19].decode()}"
+    except (OSError, IndexError):
+        return None
+
+
+def _me() -> str:
+    identity = _process_identity(os.getpid())
+    assert identity is not None
+    return identity
+
+
+def _alive(owner: str) -> bool:
+    pid = owner.split(" ", 1)[0]
+    return pid.isdigit() and _process_identity(int(pid)) == owner
 
 
 async def _child_pid(info_fd: int) -> int | None:
@@ -53,11 +75,24 @@ async def _child_pid(info_fd: int) -> int | None:
 
 
 class BubblewrapSandbox:
-    def __init__(self, backend: BubblewrapBackend, sandbox_id: str, uid: int | None, spec: SandboxSpec) -> None:
+    def __init__(
+        self,
+        backend: BubblewrapBackend,
+        sandbox_id: str,
+        uid: int | None,
+        spec: SandboxSpec,
+        *,
+        workspace_path: Path,
+        dedicated_uid: bool,
+        image: bool,
+    ) -> None:
         self._backend, self._id, self._uid, self._spec = backend, sandbox_id, uid, spec
         self._dir = backend.root / sandbox_id
+        # The workspace is ours (under the sandbox directory, deleted at destroy) or the operator's (`sandbox exec
+        # --workspace DIR`: bound in, kept). A dedicated uid is ours alone and may be swept; an operator's is not.
+        self._workspace, self._dedicated, self._image = workspace_path, dedicated_uid, image
         self._cgroup = SandboxCgroup(backend.cgroups, sandbox_id, spec.limits)  # first: it cleans up if it fails
-        self._workspace_fd: int | None = os.open(self._dir / "workspace", os.O_RDONLY | os.O_DIRECTORY)
+        self._workspace_fd: int | None = os.open(workspace_path, os.O_RDONLY | os.O_DIRECTORY)
         self._procs: set[asyncio.subprocess.Process] = set()
 
     @property
@@ -82,8 +117,8 @@ class BubblewrapSandbox:
         info_read, info_write = os.pipe()
         block_read, block_write = os.pipe()
         plan = MountPlan(
-            workspace=self._dir / "workspace",
-            env=self._spec.env,
+            workspace=self._workspace,
+            env=self._spec.full_env,
             hostname=f"rf-{self._id[-8:]}",
             root=self._backend.rootfs,
             seccomp_fd=filter_fd,
@@ -104,18 +139,23 @@ class BubblewrapSandbox:
             for fd in (filter_fd, info_write, block_read):
                 os.close(fd)
         self._procs.add(proc)
+        bridge: Bridge | None = None
         try:
             child = await _child_pid(info_read)
             if child is not None:
                 # The child is the sandbox (its init and, by fork, the payload); bwrap's outer process is our
                 # monitor and runs nothing of the agent's.
                 self._cgroup.add(child)
+                if self._spec.proxies is not None:
+                    bridge = await Bridge.open(child, self._spec.proxies.by_port())
             # Only now does the payload start, inside its limits. A broken pipe means bwrap failed before
             # running anything; its exit code and stderr say why.
             with contextlib.suppress(BrokenPipeError):
                 os.write(block_write, b"go")
         except BaseException:
             self._kill(proc)
+            if bridge is not None:
+                bridge.close()
             raise
         finally:
             os.close(info_read)
@@ -148,6 +188,8 @@ class BubblewrapSandbox:
             code = await proc.wait()
             yield Exit(code, timed_out)
         finally:
+            if bridge is not None:
+                bridge.close()
             for task in pumps:
                 task.cancel()
             if proc.returncode is None:
@@ -180,14 +222,19 @@ class BubblewrapSandbox:
     async def destroy(self) -> None:
         for proc in list(self._procs):
             self._kill(proc)
-        if self._uid is not None:  # and, once, anything of this sandbox's uid still alive
+        if self._uid is not None and self._dedicated:  # and, once, anything of this sandbox's uid still alive
             kill_uid(self._uid, listing=self._cgroup.processes)
+        else:  # never sweep an operator's uid: only what is in this sandbox's own groups (pid namespaces did the rest)
+            kill_listed(self._cgroup.processes)
         for proc in list(self._procs):
             await proc.wait()
         self._cgroup.remove()
         if self._workspace_fd is not None:
             os.close(self._workspace_fd)
             self._workspace_fd = None
+        if self._image:
+            await asyncio.to_thread(diskimage.unmount, self._workspace)
+            self._image = False
         await asyncio.to_thread(shutil.rmtree, self._dir, True)
         self._backend._release(self._id)
 
@@ -206,6 +253,10 @@ class BubblewrapBackend:
             missing = ", ".join(k for k, v in self.cgroups.describe().items() if "NOT" in v)
             log.warning("sandbox limits NOT enforced on this host: %s (see `ringfence doctor`)", missing)
         self._as_root = os.geteuid() == 0
+        # Why workspaces cannot be size-limited here (None: they are, by a loop-mounted image each).
+        self.workspace_limit_problem = diskimage.available()
+        if self.workspace_limit_problem is not None:
+            log.warning("sandbox workspace size NOT limited on this host: %s", self.workspace_limit_problem)
         self.root.mkdir(parents=True, exist_ok=True)
         if self._as_root:
             # bwrap runs as the sandbox's own uid and must reach its workspace by path: every ancestor must be
@@ -250,34 +301,84 @@ class BubblewrapBackend:
     def _release(self, sandbox_id: str) -> None:
         self._uids.pop(sandbox_id, None)
 
-    async def create(self, spec: SandboxSpec) -> BubblewrapSandbox:
-        if spec.network == "proxy":
-            raise SandboxError("network mode 'proxy' needs the proxy bridge, which is not built yet; use 'none'")
+    def _operator_uid(self, workspace_path: Path) -> int | None:
+        """Who runs in an operator's workspace: its owner (never root), or nobody new when we are not root."""
+        info = workspace_path.stat()
+        if not stat.S_ISDIR(info.st_mode):
+            raise SandboxError(f"workspace {workspace_path} is not a directory")
+        if not self._as_root:
+            return None
+        if info.st_uid == 0:
+            raise SandboxError(
+                f"workspace {workspace_path} belongs to root, and a sandbox never runs as root of the host: give "
+                "the directory to an unprivileged user (chown), or leave --workspace out for a fresh one"
+            )
+        for ancestor in workspace_path.parents:
+            mode = ancestor.stat()
+            if not mode.st_mode & stat.S_IXOTH and mode.st_uid != info.st_uid:
+                raise SandboxError(
+                    f"workspace {workspace_path} is under {ancestor} (mode {stat.S_IMODE(mode.st_mode):04o}), "
+                    f"which its owner (uid {info.st_uid}) cannot traverse"
+                )
+        return info.st_uid
+
+    async def create(self, spec: SandboxSpec, *, workspace: Path | None = None) -> BubblewrapSandbox:
+        """A new sandbox with a fresh workspace (deleted at destroy), or bound to the operator's directory
+        `workspace` (kept, and its owner's uid runs the commands): a bubblewrap-only option, for `sandbox exec`."""
         sandbox_id = new_id("sbx")
-        uid = self._allocate_uid()
-        self._uids[sandbox_id] = uid
+        operator = workspace.resolve() if workspace is not None else None
+        uid = self._allocate_uid() if operator is None else self._operator_uid(operator)
+        if operator is None:
+            self._uids[sandbox_id] = uid
         directory = self.root / sandbox_id
+        mounted = False
         try:
             directory.mkdir(mode=0o711)
+            (directory / OWNER_FILE).write_text(_me())
             (directory / "workspace").mkdir(mode=0o700)
-            if uid is not None:
+            size = spec.limits.workspace_bytes
+            if operator is None and size is not None and self.workspace_limit_problem is None:
+                await asyncio.to_thread(diskimage.create, directory, size, directory / "workspace", uid)
+                mounted = True
+            elif uid is not None and operator is None:
                 os.chown(directory / "workspace", uid, uid)
-            return BubblewrapSandbox(self, sandbox_id, uid, spec)
+            return BubblewrapSandbox(
+                self,
+                sandbox_id,
+                uid,
+                spec,
+                workspace_path=operator or directory / "workspace",
+                dedicated_uid=operator is None,
+                image=mounted,
+            )
         except BaseException:
+            if mounted:
+                diskimage.unmount(directory / "workspace")
             shutil.rmtree(directory, ignore_errors=True)
             self._release(sandbox_id)
             raise
 
     async def reconcile(self, keep: set[str]) -> list[str]:
+        """Destroy what this process does not know (`keep`) and what a dead process left behind; a sandbox of
+        another live ringfence process (a `sandbox exec` running beside the server) is left alone."""
         removed = []
+        me = _me()
+        keep = set(keep)
         for entry in sorted(self.root.iterdir()):
             if not entry.name.startswith("sbx_") or entry.name in keep:
                 continue
+            with contextlib.suppress(OSError):
+                made_by = (entry / OWNER_FILE).read_text()
+                if made_by != me and _alive(made_by):
+                    keep.add(entry.name)
+                    continue
             with contextlib.suppress(FileNotFoundError):
                 owner = (entry / "workspace").stat().st_uid
                 if self._as_root and UID_BASE <= owner < UID_BASE + UID_POOL:
                     kill_uid(owner)
                 self._stale.discard(owner)
+            for point in diskimage.mounted_under(entry):
+                diskimage.unmount(point)
             shutil.rmtree(entry, ignore_errors=True)
             removed.append(entry.name)
         for root in {self.cgroups.memory, self.cgroups.pids, self.cgroups.cpu} - {None}:

@@ -90,7 +90,9 @@ class SandboxCgroup:
             plan.setdefault(support.pids, {})["pids.max"] = str(limits.pids)
         if support.cpu:
             # Its own group is what keeps the share: the scheduler divides CPU between groups, not processes.
-            plan.setdefault(support.cpu, {})["cpu.weight" if v2 else "cpu.shares"] = "100" if v2 else "1024"
+            # v1 shares: 1024 is the default, the same point as v2's weight 100.
+            share = str(limits.cpu_weight) if v2 else str(max(2, limits.cpu_weight * 1024 // 100))
+            plan.setdefault(support.cpu, {})["cpu.weight" if v2 else "cpu.shares"] = share
         return list(plan.items())
 
     def add(self, pid: int) -> None:

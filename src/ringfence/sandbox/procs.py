@@ -35,6 +35,19 @@ def processes_of(uid: int) -> list[int]:
     return live(owned)
 
 
+def kill_listed(listing: Callable[[], list[int] | None], within: float = 5.0) -> None:
+    """SIGKILL the processes `listing` names (a sandbox's own cgroup) until none is left; nothing if it cannot
+    list them."""
+    deadline = time.monotonic() + within
+    while (listed := listing()) and (pids := live(listed)):
+        if time.monotonic() > deadline:
+            raise SandboxError(f"{len(pids)} process(es) of a sandbox survived SIGKILL for {within} s")
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.001)
+
+
 def kill_uid(uid: int, within: float = 5.0, listing: Callable[[], list[int] | None] | None = None) -> None:
     """SIGKILL every process of `uid` until none is left (a fork racing one pass is caught by the next; a killed
     process may take milliseconds to die while its pid namespace is torn down). `listing`, when it can, names

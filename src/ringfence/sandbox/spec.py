@@ -1,7 +1,9 @@
 """What a sandbox is asked to be, and what running a command in it yields: values shared by every backend.
 
-Owns: `SandboxSpec` (network mode, limits, environment), the output and exit events of a command, and the
-sandbox errors. Knows nothing of bubblewrap, Kubernetes or microVMs: nothing here names a host path or a flag.
+Owns: `SandboxSpec` (network mode, proxy routes, limits, environment), the output and exit events of a command,
+and the sandbox errors. Knows nothing of bubblewrap, Kubernetes or microVMs: nothing here names a flag. What the
+sandbox sees of its proxies is fixed for every backend: the egress proxy at 127.0.0.1:3128, the credential gateway
+at 127.0.0.1:8080.
 """
 
 from __future__ import annotations
@@ -9,17 +11,45 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
 from typing import Literal
 
 NetworkMode = Literal["none", "proxy"]
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+EGRESS_PORT = 3128
+GATEWAY_PORT = 8080
+EGRESS_URL = f"http://127.0.0.1:{EGRESS_PORT}"
+# What a sandbox in network mode 'proxy' is told, in both spellings tools read. The gateway is reached directly.
+PROXY_ENV = {
+    name: value
+    for upper, value in {
+        "HTTP_PROXY": EGRESS_URL,
+        "HTTPS_PROXY": EGRESS_URL,
+        "ALL_PROXY": EGRESS_URL,
+        "NO_PROXY": "127.0.0.1,localhost,::1",
+    }.items()
+    for name in (upper, upper.lower())
+}
 # Set by the sandbox itself; a caller may not override them.
-RESERVED_ENV = frozenset({"PATH", "HOME", "TMPDIR", "LANG", "TERM", "USER", "LOGNAME", "SHELL"})
+RESERVED_ENV = frozenset({"PATH", "HOME", "TMPDIR", "LANG", "TERM", "USER", "LOGNAME", "SHELL", *PROXY_ENV})
 
 
 class SandboxError(Exception):
     """A sandbox could not be created, used or destroyed; the message says which and why."""
+
+
+_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def parse_size(text: str) -> int:
+    """`512M`, `2G`, `2GiB`, `65536K` or plain bytes."""
+    value = text.strip().upper().removesuffix("IB").removesuffix("B")
+    unit = value[-1:] if value[-1:] in _UNITS else ""
+    number = value[: len(value) - len(unit)]
+    if not number.isdigit():
+        raise SandboxError(f"size {text!r} is not a number of bytes with an optional K, M, G or T")
+    return int(number) * _UNITS[unit]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,8 +60,14 @@ class Limits:
     memory_bytes: int | None = 2 * 2**30
     pids: int | None = 1024
     timeout_seconds: float | None = 600.0
+    workspace_bytes: int | None = 10 * 2**30  # disk, not RAM: sparse, only what is written takes space
+    cpu_weight: int = 100  # relative CPU share under contention (cgroup v2 weight scale; 100 = an equal share)
 
     def __post_init__(self) -> None:
+        if not 1 <= self.cpu_weight <= 10_000:
+            raise SandboxError(f"cpu weight {self.cpu_weight} is not between 1 and 10000")
+        if self.workspace_bytes is not None and self.workspace_bytes < 64 * 2**20:
+            raise SandboxError(f"workspace size {self.workspace_bytes} is below 64 MiB")
         if self.memory_bytes is not None and self.memory_bytes < 16 * 2**20:
             raise SandboxError(f"memory limit {self.memory_bytes} is below 16 MiB")
         if self.pids is not None and self.pids < 4:
@@ -41,16 +77,37 @@ class Limits:
 
 
 @dataclass(frozen=True, slots=True)
+class ProxyRoutes:
+    """Where a session's proxy traffic arrives on the host: one Unix socket per service, made for that session
+    alone, so the socket a connection arrives on is the session's identity."""
+
+    egress: Path
+    gateway: Path | None = None
+
+    def by_port(self) -> dict[int, Path]:
+        routes = {EGRESS_PORT: self.egress}
+        if self.gateway is not None:
+            routes[GATEWAY_PORT] = self.gateway
+        return routes
+
+
+@dataclass(frozen=True, slots=True)
 class SandboxSpec:
-    """A sandbox to create. `env` holds only what the caller adds to the sandbox's own minimal environment."""
+    """A sandbox to create. `env` holds only what the caller adds to the sandbox's own minimal environment.
+    Network mode 'none' leaves only loopback; 'proxy' adds the bridged proxies of `proxies`, and nothing else."""
 
     network: NetworkMode = "none"
     limits: Limits = field(default_factory=Limits)
     env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    proxies: ProxyRoutes | None = None
 
     def __post_init__(self) -> None:
         if self.network not in ("none", "proxy"):
             raise SandboxError(f"network mode {self.network!r} is not one of: none, proxy")
+        if self.network == "proxy" and self.proxies is None:
+            raise SandboxError("network mode 'proxy' needs the session's proxy sockets (at least the egress one)")
+        if self.network == "none" and self.proxies is not None:
+            raise SandboxError("proxy sockets were given but the network mode is 'none'")
         for name, value in self.env.items():
             if not _ENV_NAME.match(name):
                 raise SandboxError(f"environment variable name {name!r} is not a valid name")
@@ -59,6 +116,11 @@ class SandboxSpec:
             if "\x00" in value:
                 raise SandboxError(f"environment variable {name} holds a NUL byte")
         object.__setattr__(self, "env", MappingProxyType(dict(self.env)))
+
+    @property
+    def full_env(self) -> Mapping[str, str]:
+        """The caller's variables plus, in proxy mode, where the proxies are."""
+        return {**self.env, **PROXY_ENV} if self.network == "proxy" else self.env
 
 
 @dataclass(frozen=True, slots=True)
