@@ -55,6 +55,7 @@ def test_doctor_reports_what_is_enforced(tmp_path: Path) -> None:
         "limit: pids",
         "limit: cpu share",
         "limit: workspace size",
+        "proxy bridge",
         "sandbox start",
     ):
         assert line in done.stdout

@@ -176,6 +176,38 @@ def test_bridged_connections_end_with_the_command(backend: BubblewrapBackend, tm
     assert run(go()) == b"hi"
 
 
+def test_destroy_cuts_bridged_connections_while_the_output_stream_is_still_open(
+    backend: BubblewrapBackend, tmp_path: Path
+) -> None:
+    path = tmp_path / "egress.sock"
+    script = (
+        "import socket, time\n"
+        "s = socket.create_connection(('127.0.0.1', 3128)); s.sendall(b'held'); print('connected', flush=True)\n"
+        "time.sleep(600)\n"
+    )
+
+    async def go() -> bytes:
+        received: asyncio.Queue[bytes] = asyncio.Queue()
+
+        async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await received.put(await reader.read())
+            writer.close()
+
+        server = await asyncio.start_unix_server(hold, path=str(path))
+        sandbox = await backend.create(SandboxSpec(network="proxy", proxies=ProxyRoutes(egress=path)))
+        stream = sandbox.exec(["/usr/bin/python3", "-c", script], timeout=None)
+        try:
+            first = await anext(stream)
+            assert getattr(first, "data", b"") == b"connected\n"
+            await sandbox.destroy()  # the stream is still open: destroy alone must cut the connection
+            return await asyncio.wait_for(received.get(), 10)
+        finally:
+            await stream.aclose()
+            server.close()
+
+    assert run(go()) == b"held"
+
+
 def test_a_flood_of_connections_is_bounded(backend: BubblewrapBackend, tmp_path: Path) -> None:
     """Connections beyond the per-listener bound are closed at once; the host relays at most MAX_CONNECTIONS."""
     path = tmp_path / "egress.sock"

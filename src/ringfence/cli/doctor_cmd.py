@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -39,6 +40,12 @@ def doctor() -> None:
         "limit: workspace size",
         problem is None,
         "enforced (a sparse ext4 image per workspace, loop-mounted)" if problem is None else f"NOT enforced: {problem}",
+    )
+    root = os.geteuid() == 0
+    row(
+        "proxy bridge",
+        root,
+        "available (listeners made in each sandbox's network namespace)" if root else "NOT available: needs root",
     )
     if bwrap is not None:
         row("sandbox start", *_try_sandbox())

@@ -36,6 +36,7 @@ _CLONE_NEWNET = 0x40000000
 _IP_FREEBIND = 15  # the listener may bind 127.0.0.1 before bwrap has brought the sandbox's loopback up
 _F_SETPIPE_SZ = 1031
 _PIPE_SIZE = 1 << 20
+_UNIX_SNDBUF = 4 << 20  # a cap, not an allocation: buffers are taken only while bytes are in flight
 _SPLICE = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
 MAX_CONNECTIONS = 256  # per listener: a flood of connects costs the host file descriptors, so it is bounded
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -224,6 +225,9 @@ class _Listener:
 
     async def _connect(self, inside: socket.socket) -> None:
         host = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        # A Unix socket's default send buffer (~200 KiB) fills before the 1 MiB pipe drains, so the relay stalls
+        # and wakes far more often; TCP autotunes its own. Measured: steadier and faster bulk copies.
+        host.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _UNIX_SNDBUF)
         host.setblocking(False)
         try:
             await self.loop.sock_connect(host, str(self.target))

@@ -94,6 +94,7 @@ class BubblewrapSandbox:
         self._cgroup = SandboxCgroup(backend.cgroups, sandbox_id, spec.limits)  # first: it cleans up if it fails
         self._workspace_fd: int | None = os.open(workspace_path, os.O_RDONLY | os.O_DIRECTORY)
         self._procs: set[asyncio.subprocess.Process] = set()
+        self._bridges: set[Bridge] = set()
 
     @property
     def id(self) -> str:
@@ -148,6 +149,7 @@ class BubblewrapSandbox:
                 self._cgroup.add(child)
                 if self._spec.proxies is not None:
                     bridge = await Bridge.open(child, self._spec.proxies.by_port())
+                    self._bridges.add(bridge)
             # Only now does the payload start, inside its limits. A broken pipe means bwrap failed before
             # running anything; its exit code and stderr say why.
             with contextlib.suppress(BrokenPipeError):
@@ -156,6 +158,7 @@ class BubblewrapSandbox:
             self._kill(proc)
             if bridge is not None:
                 bridge.close()
+                self._bridges.discard(bridge)
             raise
         finally:
             os.close(info_read)
@@ -190,6 +193,7 @@ class BubblewrapSandbox:
         finally:
             if bridge is not None:
                 bridge.close()
+                self._bridges.discard(bridge)
             for task in pumps:
                 task.cancel()
             if proc.returncode is None:
@@ -220,6 +224,9 @@ class BubblewrapSandbox:
         return await asyncio.to_thread(workspace.read, self._fd(), path)
 
     async def destroy(self) -> None:
+        for bridge in list(self._bridges):  # its listeners would keep the dead namespace alive until the stream closes
+            bridge.close()
+        self._bridges.clear()
         for proc in list(self._procs):
             self._kill(proc)
         if self._uid is not None and self._dedicated:  # and, once, anything of this sandbox's uid still alive
