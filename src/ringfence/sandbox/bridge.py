@@ -8,19 +8,14 @@ connection to the host Unix socket of its port.
 Identity: a listener exists in exactly one sandbox's namespace and relays to exactly the socket the sandbox was
 created with, so whatever connects through it *is* that session. Nothing the sandbox sends is read here.
 
-The copy loop is splice(2): bytes go socket -> pipe -> socket inside the kernel and never through a Python buffer.
-Written by hand because no maintained library relays with splice on asyncio's loop (its transports copy through
-user space: 0.37-0.6 of a direct copy on this kind of machine, per ARCHITECTURE.md; splice's figure is in
-docs/benchmarks.md).
+The copy loop is ringfence.net.relay (splice(2): bytes never pass through Python).
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import ctypes
-import fcntl
 import logging
 import os
 import socket
@@ -28,16 +23,14 @@ import threading
 from collections.abc import Mapping
 from pathlib import Path
 
+from ringfence.net.relay import Relay
 from ringfence.sandbox.spec import SandboxError
 
 log = logging.getLogger("ringfence.sandbox.bridge")
 
 _CLONE_NEWNET = 0x40000000
 _IP_FREEBIND = 15  # the listener may bind 127.0.0.1 before bwrap has brought the sandbox's loopback up
-_F_SETPIPE_SZ = 1031
-_PIPE_SIZE = 1 << 20
 _UNIX_SNDBUF = 4 << 20  # a cap, not an allocation: buffers are taken only while bytes are in flight
-_SPLICE = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
 MAX_CONNECTIONS = 256  # per listener: a flood of connects costs the host file descriptors, so it is bounded
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -95,115 +88,12 @@ def _listen_here(pid: int, ports: list[int]) -> list[socket.socket]:
         os.close(own)
 
 
-class _Flow:
-    """One direction of a relay: src -> pipe -> dst, with backpressure (src is not read while dst is full)."""
-
-    __slots__ = ("done", "dst", "eof", "pending", "rd", "reading", "relay", "src", "wr", "writing")
-
-    def __init__(self, relay: _Relay, src: socket.socket, dst: socket.socket) -> None:
-        self.relay, self.src, self.dst = relay, src, dst
-        self.rd, self.wr = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        with contextlib.suppress(OSError):
-            fcntl.fcntl(self.wr, _F_SETPIPE_SZ, _PIPE_SIZE)
-        self.pending, self.eof, self.reading, self.writing, self.done = 0, False, False, False, False
-
-    def start(self) -> None:
-        self._read(True)
-
-    def _read(self, on: bool) -> None:
-        if on != self.reading:
-            loop = self.relay.loop
-            if on:
-                loop.add_reader(self.src.fileno(), self._on_readable)
-            else:
-                loop.remove_reader(self.src.fileno())
-            self.reading = on
-
-    def _write(self, on: bool) -> None:
-        if on != self.writing:
-            loop = self.relay.loop
-            if on:
-                loop.add_writer(self.dst.fileno(), self._flush)
-            else:
-                loop.remove_writer(self.dst.fileno())
-            self.writing = on
-
-    def _on_readable(self) -> None:
-        try:
-            moved = os.splice(self.src.fileno(), self.wr, _PIPE_SIZE, flags=_SPLICE)
-        except BlockingIOError:
-            return
-        except OSError:
-            self.relay.abort()
-            return
-        if moved == 0:
-            self.eof = True
-            self._read(False)
-        self.pending += moved
-        self._flush()
-
-    def _flush(self) -> None:
-        while self.pending:
-            try:
-                moved = os.splice(self.rd, self.dst.fileno(), self.pending, flags=_SPLICE)
-            except BlockingIOError:
-                self._read(False)
-                self._write(True)
-                return
-            except OSError:
-                self.relay.abort()
-                return
-            self.pending -= moved
-        self._write(False)
-        if self.eof:
-            with contextlib.suppress(OSError):
-                self.dst.shutdown(socket.SHUT_WR)
-            self.done = True
-            self.relay.flow_done()
-        else:
-            self._read(True)
-
-    def stop(self) -> None:
-        self._read(False)
-        self._write(False)
-        for fd in (self.rd, self.wr):
-            with contextlib.suppress(OSError):
-                os.close(fd)
-
-
-class _Relay:
-    """One bridged connection: the sandbox's TCP connection and the host Unix socket, both directions."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, inside: socket.socket, host: socket.socket, owner: _Listener):
-        self.loop, self.inside, self.host, self.owner = loop, inside, host, owner
-        self.flows = (_Flow(self, inside, host), _Flow(self, host, inside))
-        self.closed = False
-
-    def start(self) -> None:
-        for flow in self.flows:
-            flow.start()
-
-    def flow_done(self) -> None:
-        if all(flow.done for flow in self.flows):
-            self.abort()
-
-    def abort(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        for flow in self.flows:
-            flow.stop()
-        self.inside.close()
-        self.host.close()
-        self.owner.relays.discard(self)
-
-
 class _Listener:
     """One in-sandbox port: accepts, connects to the host socket, starts a relay per connection."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, target: Path) -> None:
         self.loop, self.sock, self.target = loop, sock, target
-        self.relays: set[_Relay] = set()
+        self.relays: set[Relay] = set()
         self.connecting: set[asyncio.Task[None]] = set()
         loop.add_reader(sock.fileno(), self._on_accept)
 
@@ -241,7 +131,7 @@ class _Listener:
             host.close()
             inside.close()
             raise
-        relay = _Relay(self.loop, inside, host, self)
+        relay = Relay(inside, host, on_close=self.relays.discard)
         self.relays.add(relay)
         relay.start()
 

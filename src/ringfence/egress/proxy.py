@@ -1,0 +1,642 @@
+"""The egress proxy: CONNECT tunnels and absolute-form HTTP/1.1, decided per session, limited and audited.
+
+Owns: listeners (each belongs to exactly one session: the listener *is* the identity; no header is consulted),
+reading request heads with h11 (strict, size- and time-bounded), the decision sequence (name rules, then address
+checks on the resolved answers, then the TLS server name for tunnels to 443), refusals with a reason a human or an
+agent can act on, the relay (ringfence.net.relay, splice), per-session limits, and one audit record per attempt.
+
+Plain HTTP is re-serialized from h11's parsed form, never forwarded raw; a new upstream connection is made for
+every request (never reused across hosts); redirects are returned, never followed; upgrades are refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import h11
+
+from ringfence.egress.audit import BatchedAudit
+from ringfence.egress.metrics import Metrics
+from ringfence.egress.rules import EgressDecision, EgressPolicy, HostRule
+from ringfence.egress.tls import NotTls, read_client_hello
+from ringfence.net.addresses import AddressPolicy, IPAddress
+from ringfence.net.dial import Dialed, DialRefused, dial
+from ringfence.net.hostport import HostError, Target, normalize_name, parse_target
+from ringfence.net.relay import Relay, TokenBucket
+from ringfence.net.resolve import CachingResolver
+
+log = logging.getLogger("ringfence.egress")
+DENY_HEADER = "X-Ringfence-Deny"
+_HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"content-length",  # framing is h11's, from the parsed message
+    }
+)
+_REASONS = {400: "Bad Request", 403: "Forbidden", 408: "Request Timeout", 414: "URI Too Long",
+            429: "Too Many Requests", 431: "Request Header Fields Too Large", 502: "Bad Gateway",
+            503: "Service Unavailable"}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ProxyLimits:
+    """Per-session abuse limits. Sizes in bytes, times in seconds."""
+
+    max_concurrent: int = 256
+    new_per_second: float = 50.0
+    new_burst: int = 100
+    bytes_per_second: float | None = None
+    max_request_line: int = 8 * 1024
+    max_header_bytes: int = 64 * 1024
+    header_timeout: float = 10.0
+    connect_timeout: float = 10.0
+    idle_timeout: float = 300.0
+    tls_ports: frozenset[int] = frozenset({443})  # tunnels to these ports must open with a matching ClientHello
+
+
+class Refusal(Exception):
+    """Answer the client with `status` and this reason (and audit it)."""
+
+    def __init__(self, status: int, reason: str, rule: str, decision: str = "deny") -> None:
+        super().__init__(reason)
+        self.status, self.reason, self.rule, self.decision = status, reason, rule, decision
+
+
+@dataclass
+class SessionEgress:
+    session_id: str
+    policy: EgressPolicy
+    limits: ProxyLimits
+    new_connections: TokenBucket
+    byte_budget: TokenBucket | None
+    active: int = 0
+    listeners: list[socket.socket] = field(default_factory=list)
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    relays: set[Relay] = field(default_factory=set)
+
+
+def _clean(text: str, limit: int = 300) -> str:
+    """A header-safe rendering: printable ASCII only, bounded."""
+    return "".join(c if " " <= c <= "~" else "?" for c in text)[:limit]
+
+
+def refusal_bytes(status: int, reason: str, rule: str, what: str) -> bytes:
+    """The answer to a refused request: the status, the deny header, and a body that says what to do."""
+    body = (
+        f"ringfence egress proxy refused {_clean(what, 200)}\n"
+        f"reason: {_clean(reason)}\nrule: {_clean(rule)}\n"
+        + (
+            "Ask an administrator to add the host to this environment's allow list if it is needed.\n"
+            if status == 403
+            else ""
+        )
+    ).encode()
+    head = (
+        f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n{DENY_HEADER}: {_clean(reason)}\r\n"
+        f"Content-Type: text/plain; charset=utf-8\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+class EgressProxy:
+    """One proxy for many sessions. Time for records comes from `clock`; the relay uses the loop's clock."""
+
+    def __init__(
+        self,
+        addresses: AddressPolicy,
+        resolver: CachingResolver,
+        audit: BatchedAudit | None = None,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        protected: set[tuple[IPAddress, int]] | None = None,
+    ) -> None:
+        self.addresses, self.resolver, self.audit, self.clock = addresses, resolver, audit, clock
+        self.protected: set[tuple[IPAddress, int]] = protected if protected is not None else set()
+        self.sessions: dict[str, SessionEgress] = {}
+        self.metrics = Metrics()
+        self._sweeper: asyncio.Task[None] | None = None
+
+    # -- sessions and listeners ---------------------------------------------------------------------------------
+
+    def add_session(self, session_id: str, policy: EgressPolicy, limits: ProxyLimits | None = None) -> SessionEgress:
+        if session_id in self.sessions:
+            raise ValueError(f"session {session_id} already has an egress policy")
+        limits = limits or ProxyLimits()
+        now = asyncio.get_running_loop().time()
+        budget = (
+            None
+            if limits.bytes_per_second is None
+            else TokenBucket(limits.bytes_per_second, max(limits.bytes_per_second, 65536), now)
+        )
+        state = SessionEgress(
+            session_id, policy, limits, TokenBucket(limits.new_per_second, limits.new_burst, now), budget
+        )
+        self.sessions[session_id] = state
+        if self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep_idle())
+        return state
+
+    async def listen_tcp(self, session_id: str, host: str, port: int) -> tuple[str, int]:
+        """A TCP listener for one session (tests, `egress serve`); returns the bound address."""
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        bound = sock.getsockname()
+
+        self.protected.add((ipaddress.ip_address(bound[0]), bound[1]))  # never a destination: E16
+        self._listen(session_id, sock)
+        return bound[0], bound[1]
+
+    async def listen_unix(self, session_id: str, path: Path) -> None:
+        """A Unix-socket listener for one session (what the sandbox bridge connects to)."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(str(path))
+        path.chmod(0o600)
+        self._listen(session_id, sock)
+
+    def _listen(self, session_id: str, sock: socket.socket) -> None:
+        state = self.sessions[session_id]
+        sock.listen(1024)
+        sock.setblocking(False)
+        state.listeners.append(sock)
+        task = asyncio.get_running_loop().create_task(self._accept(state, sock))
+        state.tasks.add(task)
+        task.add_done_callback(state.tasks.discard)
+
+    async def remove_session(self, session_id: str) -> None:
+        """Stop listening for a session and cut its connections."""
+        state = self.sessions.pop(session_id, None)
+        if state is None:
+            return
+        for sock in state.listeners:
+            sock.close()
+        for relay in list(state.relays):
+            relay.abort()
+        for task in list(state.tasks):
+            task.cancel()
+        await asyncio.gather(*state.tasks, return_exceptions=True)
+
+    async def close(self) -> None:
+        for session_id in list(self.sessions):
+            await self.remove_session(session_id)
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+
+    async def _sweep_idle(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(1.0)
+            now = loop.time()
+            for state in list(self.sessions.values()):
+                for relay in list(state.relays):
+                    if now - relay.last_active > state.limits.idle_timeout:
+                        relay.abort()
+
+    async def _accept(self, state: SessionEgress, server: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                client, _ = await loop.sock_accept(server)
+            except OSError as exc:
+                if server.fileno() < 0:
+                    return
+                log.warning("accept failed: %s", exc)
+                await asyncio.sleep(0.05)
+                continue
+            client.setblocking(False)
+            task = loop.create_task(self._client(state, client))
+            state.tasks.add(task)
+            task.add_done_callback(state.tasks.discard)
+
+    # -- one client connection ----------------------------------------------------------------------------------
+
+    def _record(self, state: SessionEgress, **fields: Any) -> dict[str, Any]:
+        return {"kind": "egress.connection", "session": state.session_id, "at": self.clock().isoformat(), **fields}
+
+    def _emit(self, record: dict[str, Any]) -> None:
+        self.metrics.decided(record.get("decision", "?"), str(record.get("rule", "?")))
+        if self.audit is not None:
+            self.audit.record(record)
+
+    async def _client(self, state: SessionEgress, client: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=state.limits.max_header_bytes)
+        self.metrics.active += 1
+        try:
+            while True:
+                record = self._record(state)
+                started = time.perf_counter()
+                try:
+                    request = await self._read_head(state, conn, client, first=record.get("method") is None)
+                    if request is None:
+                        return  # the client closed between requests
+                    record.update(method=request.method.decode("ascii", "replace")[:20])
+                    if request.method == b"CONNECT":
+                        await self._connect(state, conn, client, request, record, started)
+                        return
+                    keep_going = await self._forward(state, conn, client, request, record, started)
+                    if not keep_going:
+                        return
+                except _TunnelRefusal as refusal:  # inside an accepted tunnel: no HTTP answer, just the close
+                    record.update(decision="deny", rule=refusal.rule, reason=refusal.reason)
+                    record["duration_ms"] = round((time.perf_counter() - started) * 1000, 3)
+                    self._emit(record)
+                    return
+                except Refusal as refusal:
+                    record.update(decision=refusal.decision, rule=refusal.rule, reason=refusal.reason)
+                    record["duration_ms"] = round((time.perf_counter() - started) * 1000, 3)
+                    self._emit(record)
+                    what = f"{record.get('method', 'request')} {record.get('target', '')}".strip()
+                    with contextlib.suppress(OSError):
+                        await loop.sock_sendall(
+                            client, refusal_bytes(refusal.status, refusal.reason, refusal.rule, what)
+                        )
+                    return
+        except (OSError, asyncio.CancelledError):
+            return
+        finally:
+            self.metrics.active -= 1
+            client.close()
+
+    async def _read_head(
+        self, state: SessionEgress, conn: h11.Connection, client: socket.socket, *, first: bool
+    ) -> h11.Request | None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + state.limits.header_timeout
+        head = b""
+        line_done = False
+        while True:
+            try:
+                event = conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                if "exceeded" in str(exc) or "maximum" in str(exc):
+                    raise Refusal(
+                        431, f"request head over {state.limits.max_header_bytes} bytes", "limit:header"
+                    ) from None
+                raise Refusal(400, f"malformed request: {exc}", "http:parse") from None
+            if isinstance(event, h11.Request):
+                return event
+            if isinstance(event, h11.ConnectionClosed):
+                return None
+            if event is not h11.NEED_DATA:
+                raise Refusal(400, f"unexpected {type(event).__name__} before a request", "http:parse")
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise Refusal(
+                    408, f"request head not complete within {state.limits.header_timeout:g} s", "limit:header-time"
+                )
+            try:
+                data = await asyncio.wait_for(loop.sock_recv(client, 65536), remaining)
+            except TimeoutError:
+                raise Refusal(
+                    408, f"request head not complete within {state.limits.header_timeout:g} s", "limit:header-time"
+                ) from None
+            head += data
+            if not line_done:
+                newline = head.find(b"\n")
+                line_done = newline >= 0
+                if (newline if line_done else len(head)) > state.limits.max_request_line:
+                    raise Refusal(414, f"request line over {state.limits.max_request_line} bytes", "limit:request-line")
+            end = head.find(b"\r\n\r\n")
+            checked = head if end < 0 else head[: end + 4]
+            if b"\n " in checked or b"\n\t" in checked:
+                raise Refusal(400, "obs-fold (a header line continued on the next line) is not accepted", "http:parse")
+            if checked.count(b"\n") != checked.count(b"\r\n"):
+                raise Refusal(400, "bare LF line endings are not accepted (CRLF only)", "http:parse")
+            if (end if end >= 0 else len(head)) > state.limits.max_header_bytes:
+                raise Refusal(431, f"request head over {state.limits.max_header_bytes} bytes", "limit:header")
+            if end >= 0:
+                head = b""  # complete: what follows is a body or the next request, h11's to frame
+            conn.receive_data(data)
+
+    def _admit(self, state: SessionEgress) -> None:
+        """The per-session connection limits (checked once the request is read, so the answer is HTTP)."""
+        loop = asyncio.get_running_loop()
+        if state.new_connections.take(1, loop.time()) < 1:
+            raise Refusal(429, f"more than {state.limits.new_per_second:g} new connections per second", "limit:rate")
+        if state.active >= state.limits.max_concurrent:
+            raise Refusal(429, f"{state.limits.max_concurrent} connections already open", "limit:concurrent")
+
+    async def _decide_and_dial(
+        self, state: SessionEgress, target: Target, record: dict[str, Any]
+    ) -> tuple[EgressDecision, Dialed]:
+        decision = state.policy.decide(target)
+        record.update(rule=decision.rule)
+        if not decision.allowed:
+            raise Refusal(403, decision.reason, decision.rule)
+        self._admit(state)
+        loop = asyncio.get_running_loop()
+        try:
+            dialed = await dial(
+                target,
+                self.addresses,
+                self.resolver,
+                now=loop.time(),
+                connect_timeout=state.limits.connect_timeout,
+                protected=self.protected,
+            )
+        except DialRefused as exc:
+            record["answers"] = [f"{v.address} {v.kind}" for v in exc.verdicts]
+            if exc.rule in ("upstream", "dns"):
+                raise Refusal(502, exc.reason, exc.rule, "error") from None
+            raise Refusal(403, exc.reason, exc.rule) from None
+        record.update(
+            address=str(dialed.address),
+            answers=[f"{v.address} {v.kind}" for v in dialed.verdicts],
+            dns_ms=round(dialed.dns_seconds * 1000, 3),
+            connect_ms=round(dialed.connect_seconds * 1000, 3),
+        )
+        self.metrics.connect_latency.observe(dialed.connect_seconds)
+        self.metrics.dns_latency.observe(dialed.dns_seconds)
+        return decision, dialed
+
+    async def _connect(
+        self,
+        state: SessionEgress,
+        conn: h11.Connection,
+        client: socket.socket,
+        request: h11.Request,
+        record: dict[str, Any],
+        started: float,
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        authority = request.target.decode("ascii", "replace")
+        record.update(target=authority[:300])
+        try:
+            target = parse_target(authority, "CONNECT target")
+        except HostError as exc:
+            raise Refusal(400, str(exc), "target") from None
+        record.update(host=target.host, port=target.port)
+        decision, dialed = await self._decide_and_dial(state, target, record)
+        upstream = dialed.sock
+        try:
+            await loop.sock_sendall(
+                client, conn.send(h11.Response(status_code=200, headers=[], reason=b"Connection Established"))
+            )
+            early, _ = conn.trailing_data
+            if target.port in state.limits.tls_ports:
+                early = await self._check_tls(state, client, target, decision, early, record)
+            if early:
+                await loop.sock_sendall(upstream, early)
+        except BaseException:
+            upstream.close()
+            raise
+        decided_as = "would_deny" if decision.would_deny else "allow"
+        record.update(decision=decided_as, reason=decision.reason)
+        state.active += 1
+
+        def finished(relay: Relay) -> None:
+            state.active -= 1
+            state.relays.discard(relay)
+            up, down = relay.bytes_a_to_b + len(early), relay.bytes_b_to_a
+            self.metrics.bytes["up"] += up
+            self.metrics.bytes["down"] += down
+            record.update(bytes_up=up, bytes_down=down, duration_ms=round((time.perf_counter() - started) * 1000, 3))
+            self._emit(record)
+
+        relay = Relay(client, upstream, on_close=finished, limit=state.byte_budget)
+        state.relays.add(relay)
+        relay.start()
+        await relay.finished
+
+    async def _check_tls(
+        self,
+        state: SessionEgress,
+        client: socket.socket,
+        target: Target,
+        decision: EgressDecision,
+        early: bytes,
+        record: dict[str, Any],
+    ) -> bytes:
+        """Read the ClientHello (nothing is forwarded meanwhile) and hold its SNI to the CONNECT host."""
+        loop = asyncio.get_running_loop()
+        data = early
+        deadline = loop.time() + state.limits.header_timeout
+        exact_ip_rule = (
+            target.literal is not None
+            and decision.rule.startswith("allow:")
+            and HostRule.parse(decision.rule.removeprefix("allow:")).host == target.host
+        )
+        while True:
+            try:
+                hello = read_client_hello(data)
+            except NotTls as exc:
+                record.update(sni=None)
+                raise _TunnelRefusal(f"not TLS on port {target.port}: {exc}", "tls:protocol") from None
+            if hello is not None:
+                break
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise _TunnelRefusal("no TLS ClientHello in time", "tls:timeout")
+            try:
+                chunk = await asyncio.wait_for(loop.sock_recv(client, 65536), remaining)
+            except TimeoutError:
+                raise _TunnelRefusal("no TLS ClientHello in time", "tls:timeout") from None
+            if not chunk:
+                raise _TunnelRefusal("client closed before its ClientHello", "tls:closed")
+            data += chunk
+        record.update(sni=None if hello.sni is None else hello.sni[:300])
+        if target.literal is not None:
+            if not exact_ip_rule:
+                raise _TunnelRefusal(
+                    f"TLS to an IP address ({target.host}) needs an allow rule naming that address", "tls:ip-literal"
+                )
+            return data
+        if hello.sni is None:
+            raise _TunnelRefusal("the TLS ClientHello names no server (no SNI)", "tls:no-sni")
+        try:
+            sni = normalize_name(hello.sni, "SNI")
+        except HostError as exc:
+            raise _TunnelRefusal(str(exc), "tls:sni") from None
+        if sni != target.host:
+            raise _TunnelRefusal(f"TLS server name {sni} does not match the CONNECT host {target.host}", "tls:sni")
+        return data
+
+    async def _forward(
+        self,
+        state: SessionEgress,
+        conn: h11.Connection,
+        client: socket.socket,
+        request: h11.Request,
+        record: dict[str, Any],
+        started: float,
+    ) -> bool:
+        """One absolute-form request, re-serialized to a fresh upstream connection; True to read another."""
+        loop = asyncio.get_running_loop()
+        raw_target = request.target.decode("ascii", "replace")
+        record.update(target=raw_target[:300])
+        if not raw_target.lower().startswith(("http://", "https://")):
+            if "://" in raw_target:
+                raise Refusal(
+                    400, f"scheme {raw_target.split(':', 1)[0][:20]!r} is not proxied (http only)", "http:scheme"
+                )
+            raise Refusal(400, "a proxy request needs an absolute http:// URL (or CONNECT)", "http:target")
+        parts = urlsplit(raw_target)
+        if parts.scheme.lower() != "http":
+            raise Refusal(400, "scheme 'https' is proxied with CONNECT, not as an absolute-form request", "http:scheme")
+        try:
+            target = parse_target(parts.netloc, "URL authority", default_port=80)
+        except HostError as exc:
+            raise Refusal(400, str(exc), "target") from None
+        record.update(host=target.host, port=target.port, http_host=target.host)
+        names = [name.lower() for name, _ in request.headers]
+        if b"upgrade" in names:
+            raise Refusal(400, "protocol upgrades (Upgrade, h2c, websockets) are not proxied", "http:upgrade")
+        if b"content-length" in names and b"transfer-encoding" in names:
+            raise Refusal(400, "both Content-Length and Transfer-Encoding", "http:framing")
+        listed = {
+            token.strip().lower()
+            for name, value in request.headers
+            if name.lower() == b"connection"
+            for token in value.split(b",")
+        }
+        headers = [
+            (name, value)
+            for name, value in request.headers
+            if name.lower() not in _HOP_BY_HOP
+            and name.lower() not in listed - {b"host"}
+            and name.lower() != b"host"
+            and not name.lower().startswith(b"x-ringfence-")
+        ]
+        host_header = str(target) if target.port != 80 else (f"[{target.host}]" if ":" in target.host else target.host)
+        headers.insert(0, (b"Host", host_header.encode()))
+        if b"content-length" in names:
+            headers.append((b"Content-Length", dict(request.headers)[b"content-length"]))
+        elif b"transfer-encoding" in names:
+            headers.append((b"Transfer-Encoding", b"chunked"))
+        path = parts.path or "/"
+        if parts.query:
+            path += "?" + parts.query
+        decision, dialed = await self._decide_and_dial(state, target, record)
+        upstream = dialed.sock
+        up_conn = h11.Connection(h11.CLIENT)
+        bytes_up = bytes_down = 0
+        state.active += 1
+        try:
+            await loop.sock_sendall(
+                upstream, up_conn.send(h11.Request(method=request.method, target=path.encode(), headers=headers))
+            )
+
+            async def body_up() -> None:
+                nonlocal bytes_up
+                while True:
+                    event = conn.next_event()
+                    if event is h11.NEED_DATA:
+                        data = await asyncio.wait_for(loop.sock_recv(client, 65536), state.limits.idle_timeout)
+                        conn.receive_data(data)
+                        continue
+                    if isinstance(event, h11.Data):
+                        bytes_up += len(event.data)
+                        await loop.sock_sendall(upstream, up_conn.send(h11.Data(data=event.data)))
+                    elif isinstance(event, h11.EndOfMessage):
+                        await loop.sock_sendall(upstream, up_conn.send(h11.EndOfMessage()))
+                        return
+                    else:
+                        raise h11.RemoteProtocolError(f"unexpected {type(event).__name__} in a request body")
+
+            async def response_down() -> None:
+                nonlocal bytes_down
+                while True:
+                    event = up_conn.next_event()
+                    if event is h11.NEED_DATA:
+                        data = await asyncio.wait_for(loop.sock_recv(upstream, 262144), state.limits.idle_timeout)
+                        up_conn.receive_data(data)
+                        continue
+                    if isinstance(event, h11.InformationalResponse):
+                        await loop.sock_sendall(client, conn.send(event))
+                    elif isinstance(event, h11.Response):
+                        kept = [
+                            (n, v)
+                            for n, v in event.headers
+                            if n.lower() not in _HOP_BY_HOP and n.lower() != DENY_HEADER.lower().encode()
+                        ]
+                        if any(n.lower() == b"content-length" for n, _ in event.headers):
+                            kept.append((b"Content-Length", dict(event.headers)[b"content-length"]))
+                        await loop.sock_sendall(
+                            client,
+                            conn.send(h11.Response(status_code=event.status_code, headers=kept, reason=event.reason)),
+                        )
+                        record.update(status=event.status_code)
+                    elif isinstance(event, h11.Data):
+                        bytes_down += len(event.data)
+                        await loop.sock_sendall(client, conn.send(h11.Data(data=event.data)))
+                    elif isinstance(event, h11.EndOfMessage):
+                        await loop.sock_sendall(client, conn.send(h11.EndOfMessage()))
+                        return
+                    else:
+                        raise h11.RemoteProtocolError("upstream closed before its response ended")
+
+            uploading = loop.create_task(body_up())
+            downloading = loop.create_task(response_down())
+            try:
+                await asyncio.wait({uploading, downloading}, return_when=asyncio.FIRST_EXCEPTION)
+                if uploading.done() and uploading.exception() is not None:
+                    # The client's own body is malformed: the upstream got a truncated request and is cut off.
+                    problem = uploading.exception()
+                    if conn.our_state is h11.SEND_RESPONSE:
+                        raise Refusal(400, f"malformed request body: {problem}", "http:body")
+                    raise h11.RemoteProtocolError(f"malformed request body: {problem}")
+                await downloading
+                await asyncio.wait_for(uploading, state.limits.idle_timeout)
+            finally:
+                uploading.cancel()
+                downloading.cancel()
+        except (h11.ProtocolError, OSError, TimeoutError) as exc:
+            record.update(decision="error", reason=f"upstream exchange failed: {exc}"[:300], rule="upstream")
+            record.update(bytes_up=bytes_up, bytes_down=bytes_down)
+            record["duration_ms"] = round((time.perf_counter() - started) * 1000, 3)
+            self._emit(record)
+            if conn.our_state is h11.SEND_RESPONSE:  # nothing of the answer sent yet: say what failed
+                with contextlib.suppress(OSError):
+                    await loop.sock_sendall(
+                        client, refusal_bytes(502, "upstream exchange failed", "upstream", raw_target)
+                    )
+            return False
+        finally:
+            state.active -= 1
+            upstream.close()
+        record.update(
+            decision="would_deny" if decision.would_deny else "allow",
+            reason=decision.reason,
+            bytes_up=bytes_up,
+            bytes_down=bytes_down,
+            duration_ms=round((time.perf_counter() - started) * 1000, 3),
+        )
+        self.metrics.bytes["up"] += bytes_up
+        self.metrics.bytes["down"] += bytes_down
+        self._emit(record)
+        if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
+            conn.start_next_cycle()
+            return True
+        return False
+
+
+class _TunnelRefusal(Refusal):
+    """A refusal after the tunnel was accepted (TLS checks): nothing was forwarded; the connection is closed
+    (an HTTP answer is no longer possible inside a tunnel)."""
+
+    def __init__(self, reason: str, rule: str) -> None:
+        super().__init__(403, reason, rule)

@@ -1,0 +1,72 @@
+"""Host rules and the per-session decision (E9, E10, E20, the telemetry switch), as tables and properties."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ringfence.egress.rules import EgressPolicy, HostRule, RuleError, trusted_preset
+from ringfence.net.hostport import parse_target
+
+
+@pytest.mark.parametrize(
+    "rule", ["*", "*.com", "ex*ample.com", "*.", "**.example.com", "a.*.example.com", "*.*.com", "x:0", "x:1,99999",
+             "*.127.0.0.1", "exa mple.com", ""]
+)  # fmt: skip
+def test_invalid_rules_are_refused_at_load(rule: str) -> None:
+    with pytest.raises(RuleError):
+        HostRule.parse(rule)
+
+
+def test_the_shipped_preset_loads_and_has_no_over_broad_rule() -> None:
+    rules = trusted_preset()
+    assert len(rules) > 150 and all(not r.wildcard or "." in r.host for r in rules)
+
+
+@pytest.mark.parametrize(
+    ("mode", "allow", "deny", "target", "allowed", "rule"),
+    [
+        ("trusted", [], [], "api.anthropic.com:443", True, "trusted:api.anthropic.com"),
+        ("trusted", [], [], "evil.example:443", False, "mode:trusted"),
+        ("trusted", ["pypi.internal"], [], "pypi.internal:443", True, "allow:pypi.internal"),
+        ("trusted", [], ["github.com"], "github.com:443", False, "deny:github.com"),
+        ("custom", ["*.example.com"], ["bad.example.com"], "bad.example.com:443", False, "deny:bad.example.com"),
+        ("custom", ["*.example.com"], [], "ok.example.com:443", True, "allow:*.example.com"),
+        ("custom", [], [], "api.anthropic.com:443", False, "mode:custom"),
+        ("full", [], [], "anything.example:8080", True, "mode:full"),
+        ("full", [], ["*.bad.example"], "x.bad.example:8080", False, "deny:*.bad.example"),
+        ("none", ["x.example"], [], "x.example:443", False, "mode:none"),
+        ("custom", ["bücher.example"], [], "xn--bcher-kva.example:443", True, "allow:bücher.example"),
+    ],
+)
+def test_decisions(mode: str, allow: list[str], deny: list[str], target: str, allowed: bool, rule: str) -> None:
+    decision = EgressPolicy.build(mode, allow, deny).decide(parse_target(target))
+    assert (decision.allowed, decision.rule) == (allowed, rule)
+
+
+def test_telemetry_switch_and_report_mode() -> None:
+    target = parse_target("statsig.anthropic.com:443")
+    assert EgressPolicy.build("trusted").decide(target).allowed
+    off = EgressPolicy.build("trusted", deny_telemetry=True).decide(target)
+    assert not off.allowed and off.rule.startswith("telemetry:")
+    report = EgressPolicy.build("custom", report=True).decide(parse_target("x.example:1"))
+    assert report.allowed and report.would_deny and report.rule == "mode:custom"
+
+
+labels = st.from_regex(r"\A[a-z][a-z0-9]{0,6}\Z")
+
+
+@given(st.lists(labels, min_size=2, max_size=3), st.lists(labels, min_size=1, max_size=4))
+def test_a_wildcard_matches_exactly_the_proper_subdomains(domain: list[str], other: list[str]) -> None:
+    suffix = ".".join(domain)
+    rule = HostRule.parse(f"*.{suffix}")
+    candidate = ".".join(other)
+    sub = parse_target(f"{candidate}.{suffix}:443")
+    assert rule.matches(sub)
+    assert not rule.matches(parse_target(f"{suffix}:443"))
+    glued = parse_target(f"{candidate}{suffix}:443")  # evilexample.com
+    assert not rule.matches(glued)
+    assert rule.matches(parse_target(f"{candidate}.{suffix}.:443".upper()))
+    anywhere = parse_target(f"{suffix}.{candidate}:443")  # the suffix at the front is not a subdomain of it
+    assert rule.matches(anywhere) == anywhere.host.endswith("." + suffix)
