@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ringfence.egress.proxy import DENY_HEADER, ProxyLimits
 from ringfence.egress.rules import EgressPolicy
@@ -462,3 +464,40 @@ def test_upstream_failure_is_502() -> None:
         assert status_of(nxdomain) == 502
     finally:
         proxy.close()
+
+
+_METHODS = st.sampled_from([b"CONNECT", b"GET", b"POST", b"connect", b"GET\x00", b"", b"PRI"])
+_TARGETS = st.one_of(
+    st.sampled_from([b"ok.example:443", b"http://ok.example/", b"*", b"/", b"[::1]:80", b"a@b:1", b"http://[::1"]),
+    st.binary(max_size=40),
+)
+_HEADERS = st.lists(
+    st.tuples(
+        st.one_of(
+            st.sampled_from([b"Host", b"Content-Length", b"Transfer-Encoding", b"Connection"]), st.binary(max_size=12)
+        ),
+        st.one_of(st.sampled_from([b"ok.example", b"5", b"chunked", b"close", b""]), st.binary(max_size=20)),
+    ),
+    max_size=6,
+)
+
+
+@pytest.fixture(scope="module")
+def fuzz_proxy() -> Iterator[ProxyHarness]:
+    proxy = harness(limits=ProxyLimits(new_per_second=1e6, new_burst=10**6))
+    yield proxy
+    proxy.close()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(_METHODS, _TARGETS, _HEADERS, st.sampled_from([b"\r\n", b"\n"]), st.binary(max_size=30))
+def test_fuzzed_request_heads_get_an_answer_or_a_close_and_one_record(
+    fuzz_proxy: ProxyHarness, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], eol: bytes, tail: bytes
+) -> None:
+    before = len(fuzz_proxy.records)
+    head = method + b" " + target + b" HTTP/1.1" + eol + b"".join(n + b": " + v + eol for n, v in headers) + eol
+    answer = fuzz_proxy.exchange(head + tail, timeout=10)
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 "), answer[:100]
+    if answer:
+        fuzz_proxy.wait_records(before + 1)  # every answered attempt is audited
+    assert status_of(connect(fuzz_proxy, "10.0.0.1:80")) == 403  # and the proxy still serves

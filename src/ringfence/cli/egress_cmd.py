@@ -38,6 +38,9 @@ def _pins(entries: list[str]) -> dict[str, list[str]]:
 @reports_errors
 def serve(
     listen: Annotated[str, typer.Option(help="HOST:PORT to listen on")] = "127.0.0.1:3128",
+    unix: Annotated[
+        Path | None, typer.Option(help="also listen on this Unix socket (for `sandbox exec --egress-socket`)")
+    ] = None,
     mode: Annotated[str, typer.Option(help="none, trusted, custom or full")] = "trusted",
     allow: Annotated[list[str] | None, typer.Option(help="allow HOST, *.DOMAIN, with :PORT[,PORT] (repeat)")] = None,
     deny: Annotated[list[str] | None, typer.Option(help="deny HOST or *.DOMAIN; wins over everything (repeat)")] = None,
@@ -67,7 +70,7 @@ def serve(
     limits = ProxyLimits(
         bytes_per_second=bytes_per_second, max_concurrent=max_concurrent, new_per_second=new_per_second
     )
-    asyncio.run(_serve(policy, addresses, where.host, where.port, audit, metrics_at, pins, session, limits))
+    asyncio.run(_serve(policy, addresses, where.host, where.port, audit, metrics_at, pins, session, limits, unix))
 
 
 async def _serve(
@@ -80,6 +83,7 @@ async def _serve(
     pins: dict[str, list[str]],
     session: str,
     limits: ProxyLimits,
+    unix: Path | None,
 ) -> None:
     def clock() -> datetime:
         return datetime.now(UTC)
@@ -91,6 +95,8 @@ async def _serve(
     proxy = EgressProxy(addresses, resolver, audit, clock=clock)
     proxy.add_session(session, policy, limits)
     bound = await proxy.listen_tcp(session, host, port)
+    if unix is not None:
+        await proxy.listen_unix(session, unix)
     metrics_server = None
     if metrics_at is not None:
         metrics_server = await _metrics_server(proxy, metrics_at.host, metrics_at.port)  # type: ignore[attr-defined]
@@ -103,6 +109,8 @@ async def _serve(
     await proxy.close()
     if metrics_server is not None:
         metrics_server.close()
+    if unix is not None:
+        unix.unlink(missing_ok=True)
     if audit is not None:
         await audit.close()  # a clean stop loses no record
 

@@ -38,6 +38,7 @@ from ringfence.net.resolve import CachingResolver
 
 log = logging.getLogger("ringfence.egress")
 DENY_HEADER = "X-Ringfence-Deny"
+_ESTABLISHED = b"HTTP/1.1 200 Connection Established\r\n\r\n"
 _HOP_BY_HOP = frozenset(
     {
         b"connection",
@@ -87,6 +88,7 @@ class SessionEgress:
     policy: EgressPolicy
     limits: ProxyLimits
     new_connections: TokenBucket
+    refusals: TokenBucket  # how many over-limit connections per second still get a 429 before accepting pauses
     byte_budget: TokenBucket | None
     active: int = 0
     listeners: list[socket.socket] = field(default_factory=list)
@@ -148,7 +150,12 @@ class EgressProxy:
             else TokenBucket(limits.bytes_per_second, max(limits.bytes_per_second, 65536), now)
         )
         state = SessionEgress(
-            session_id, policy, limits, TokenBucket(limits.new_per_second, limits.new_burst, now), budget
+            session_id,
+            policy,
+            limits,
+            TokenBucket(limits.new_per_second, limits.new_burst, now),
+            TokenBucket(20.0, 20.0, now),
+            budget,
         )
         self.sessions[session_id] = state
         if self._sweeper is None:
@@ -179,16 +186,17 @@ class EgressProxy:
         sock.listen(1024)
         sock.setblocking(False)
         state.listeners.append(sock)
-        task = asyncio.get_running_loop().create_task(self._accept(state, sock))
-        state.tasks.add(task)
-        task.add_done_callback(state.tasks.discard)
+        asyncio.get_running_loop().add_reader(sock.fileno(), self._on_acceptable, state, sock)
 
     async def remove_session(self, session_id: str) -> None:
         """Stop listening for a session and cut its connections."""
         state = self.sessions.pop(session_id, None)
         if state is None:
             return
+        loop = asyncio.get_running_loop()
         for sock in state.listeners:
+            with contextlib.suppress(ValueError, OSError):
+                loop.remove_reader(sock.fileno())
             sock.close()
         for relay in list(state.relays):
             relay.abort()
@@ -215,21 +223,42 @@ class EgressProxy:
                     if now - relay.last_active > state.limits.idle_timeout:
                         relay.abort()
 
-    async def _accept(self, state: SessionEgress, server: socket.socket) -> None:
+    def _on_acceptable(self, state: SessionEgress, server: socket.socket) -> None:
+        """Accept what is waiting, each connection paying its new-connection token here. Over a limit, a few
+        connections per second are still accepted to be told why (429); beyond that the session's listener is
+        not accepted from until a token is due: its connections wait in its own backlog, costing the proxy (and
+        the other sessions) nothing."""
         loop = asyncio.get_running_loop()
-        while True:
+        limits = state.limits
+        for _ in range(16):
+            now = loop.time()
+            refusal: Refusal | None = None
+            if state.new_connections.take(1, now) < 1:
+                refusal = Refusal(429, f"more than {limits.new_per_second:g} new connections per second", "limit:rate")
+            elif state.active >= limits.max_concurrent:
+                refusal = Refusal(429, f"{limits.max_concurrent} connections already open", "limit:concurrent")
+            if refusal is not None and state.refusals.take(1, now) < 1:
+                loop.remove_reader(server.fileno())
+                pause = state.new_connections.delay() if refusal.rule == "limit:rate" else 0.05
+                loop.call_later(min(pause, 1.0), self._resume_accepting, state, server)
+                return
             try:
-                client, _ = await loop.sock_accept(server)
-            except OSError as exc:
-                if server.fileno() < 0:
-                    return
+                client, _ = server.accept()
+            except (BlockingIOError, InterruptedError):
+                (state.refusals if refusal else state.new_connections).give_back(1)
+                return
+            except OSError as exc:  # e.g. out of descriptors: keep serving the others
                 log.warning("accept failed: %s", exc)
-                await asyncio.sleep(0.05)
-                continue
+                return
             client.setblocking(False)
-            task = loop.create_task(self._client(state, client))
+            self.metrics.active += 1
+            task = loop.create_task(self._client(state, client, refusal))
             state.tasks.add(task)
             task.add_done_callback(state.tasks.discard)
+
+    def _resume_accepting(self, state: SessionEgress, server: socket.socket) -> None:
+        if self.sessions.get(state.session_id) is state and server.fileno() >= 0:
+            asyncio.get_running_loop().add_reader(server.fileno(), self._on_acceptable, state, server)
 
     # -- one client connection ----------------------------------------------------------------------------------
 
@@ -241,10 +270,19 @@ class EgressProxy:
         if self.audit is not None:
             self.audit.record(record)
 
-    async def _client(self, state: SessionEgress, client: socket.socket) -> None:
+    async def _client(self, state: SessionEgress, client: socket.socket, refusal: Refusal | None = None) -> None:
         loop = asyncio.get_running_loop()
+        if refusal is not None:  # over a limit: answered at once, without reading (or parsing) anything
+            self._emit(self._record(state, decision="deny", rule=refusal.rule, reason=refusal.reason))
+            with contextlib.suppress(OSError):
+                await loop.sock_sendall(
+                    client, refusal_bytes(refusal.status, refusal.reason, refusal.rule, "connection")
+                )
+            self.metrics.active -= 1
+            client.close()
+            return
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=state.limits.max_header_bytes)
-        self.metrics.active += 1
+        handed_off = False
         try:
             while True:
                 record = self._record(state)
@@ -255,31 +293,33 @@ class EgressProxy:
                         return  # the client closed between requests
                     record.update(method=request.method.decode("ascii", "replace")[:20])
                     if request.method == b"CONNECT":
-                        await self._connect(state, conn, client, request, record, started)
+                        # The relay owns the sockets from here; this task ends (no coroutine per tunnel).
+                        handed_off = await self._connect(state, conn, client, request, record, started)
                         return
                     keep_going = await self._forward(state, conn, client, request, record, started)
                     if not keep_going:
                         return
-                except _TunnelRefusal as refusal:  # inside an accepted tunnel: no HTTP answer, just the close
-                    record.update(decision="deny", rule=refusal.rule, reason=refusal.reason)
+                except _TunnelRefusal as refused:  # inside an accepted tunnel: no HTTP answer, just the close
+                    record.update(decision="deny", rule=refused.rule, reason=refused.reason)
                     record["duration_ms"] = round((time.perf_counter() - started) * 1000, 3)
                     self._emit(record)
                     return
-                except Refusal as refusal:
-                    record.update(decision=refusal.decision, rule=refusal.rule, reason=refusal.reason)
+                except Refusal as refused:
+                    record.update(decision=refused.decision, rule=refused.rule, reason=refused.reason)
                     record["duration_ms"] = round((time.perf_counter() - started) * 1000, 3)
                     self._emit(record)
                     what = f"{record.get('method', 'request')} {record.get('target', '')}".strip()
                     with contextlib.suppress(OSError):
                         await loop.sock_sendall(
-                            client, refusal_bytes(refusal.status, refusal.reason, refusal.rule, what)
+                            client, refusal_bytes(refused.status, refused.reason, refused.rule, what)
                         )
                     return
         except (OSError, asyncio.CancelledError):
             return
         finally:
-            self.metrics.active -= 1
-            client.close()
+            if not handed_off:
+                self.metrics.active -= 1
+                client.close()
 
     async def _read_head(
         self, state: SessionEgress, conn: h11.Connection, client: socket.socket, *, first: bool
@@ -309,7 +349,11 @@ class EgressProxy:
                     408, f"request head not complete within {state.limits.header_timeout:g} s", "limit:header-time"
                 )
             try:
-                data = await asyncio.wait_for(loop.sock_recv(client, 65536), remaining)
+                try:
+                    data = client.recv(65536)  # usually already there: no waiting machinery at all
+                except BlockingIOError:
+                    async with asyncio.timeout(remaining):
+                        data = await loop.sock_recv(client, 65536)
             except TimeoutError:
                 raise Refusal(
                     408, f"request head not complete within {state.limits.header_timeout:g} s", "limit:header-time"
@@ -333,10 +377,8 @@ class EgressProxy:
             conn.receive_data(data)
 
     def _admit(self, state: SessionEgress) -> None:
-        """The per-session connection limits (checked once the request is read, so the answer is HTTP)."""
-        loop = asyncio.get_running_loop()
-        if state.new_connections.take(1, loop.time()) < 1:
-            raise Refusal(429, f"more than {state.limits.new_per_second:g} new connections per second", "limit:rate")
+        """The concurrency limit for one more upstream connection (a keep-alive client asks again per request;
+        the rate of new client connections was paid at accept)."""
         if state.active >= state.limits.max_concurrent:
             raise Refusal(429, f"{state.limits.max_concurrent} connections already open", "limit:concurrent")
 
@@ -381,7 +423,7 @@ class EgressProxy:
         request: h11.Request,
         record: dict[str, Any],
         started: float,
-    ) -> None:
+    ) -> bool:
         loop = asyncio.get_running_loop()
         authority = request.target.decode("ascii", "replace")
         record.update(target=authority[:300])
@@ -393,9 +435,9 @@ class EgressProxy:
         decision, dialed = await self._decide_and_dial(state, target, record)
         upstream = dialed.sock
         try:
-            await loop.sock_sendall(
-                client, conn.send(h11.Response(status_code=200, headers=[], reason=b"Connection Established"))
-            )
+            # A constant answer: h11's serializer would only rebuild these bytes. What the client sent after its
+            # head (a ClientHello, say) is still in h11's buffer.
+            await loop.sock_sendall(client, _ESTABLISHED)
             early, _ = conn.trailing_data
             if target.port in state.limits.tls_ports:
                 early = await self._check_tls(state, client, target, decision, early, record)
@@ -410,6 +452,7 @@ class EgressProxy:
 
         def finished(relay: Relay) -> None:
             state.active -= 1
+            self.metrics.active -= 1
             state.relays.discard(relay)
             up, down = relay.bytes_a_to_b + len(early), relay.bytes_b_to_a
             self.metrics.bytes["up"] += up
@@ -420,7 +463,7 @@ class EgressProxy:
         relay = Relay(client, upstream, on_close=finished, limit=state.byte_budget)
         state.relays.add(relay)
         relay.start()
-        await relay.finished
+        return True
 
     async def _check_tls(
         self,

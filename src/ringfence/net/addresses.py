@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -110,6 +111,7 @@ def _plain(address: IPAddress) -> str:
     return "public"
 
 
+@lru_cache(maxsize=65536)
 def classify(address: IPAddress) -> AddressClass:
     """The class of `address`; an IPv6 form embedding IPv4 takes the class of the IPv4 inside (a NAT64 of a
     public address is public, of a metadata address is metadata). Teredo is never public: it tunnels to an

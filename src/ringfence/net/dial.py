@@ -82,7 +82,8 @@ async def dial(
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             remaining = max(deadline - loop.time(), 0.001)
-            await asyncio.wait_for(loop.sock_connect(sock, (str(verdict.address), target.port)), remaining)
+            async with asyncio.timeout(remaining):
+                await loop.sock_connect(sock, (str(verdict.address), target.port))
         except (OSError, TimeoutError) as exc:
             sock.close()
             failures.append(f"{verdict.address}: {'timed out' if isinstance(exc, TimeoutError) else exc.strerror}")

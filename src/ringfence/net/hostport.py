@@ -100,6 +100,13 @@ def parse_host(text: str, what: str = "host") -> tuple[str, IPAddress | None]:
         return str(address), address
     if ":" in text:
         raise HostError(f"{what} {text[:80]!r}: an IPv6 address must be in brackets")
+    if text[:1].isdigit():
+        try:  # the common dotted-quad literal, without the name checks below
+            v4 = ipaddress.IPv4Address(text)
+        except ValueError:
+            pass
+        else:
+            return str(v4), v4
     name = normalize_name(text, what)
     try:
         v4 = ipaddress.IPv4Address(name)

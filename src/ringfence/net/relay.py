@@ -20,6 +20,31 @@ from collections.abc import Callable
 _F_SETPIPE_SZ = 1031
 PIPE_SIZE = 1 << 20
 _SPLICE = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
+# A flow holds a pipe only while bytes are in it: an idle tunnel holds none (a sized pipe costs a descriptor pair
+# and ~10 KiB of kernel ring). Empty pipes wait here for the next flow, since making and sizing one is a real part
+# of a short tunnel's cost. Only a pipe known to be empty (every byte spliced in was spliced out) is kept, so
+# nothing crosses from one relay to another.
+_POOL: list[tuple[int, int]] = []
+_POOL_MAX = 512
+
+
+def _release(rd: int, wr: int, empty: bool) -> None:
+    if empty and len(_POOL) < _POOL_MAX:
+        _POOL.append((rd, wr))
+        return
+    for fd in (rd, wr):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def _pipe() -> tuple[int, int]:
+    try:
+        return _POOL.pop()
+    except IndexError:
+        rd, wr = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(wr, _F_SETPIPE_SZ, PIPE_SIZE)
+        return rd, wr
 
 
 class TokenBucket:
@@ -39,6 +64,9 @@ class TokenBucket:
     def give_back(self, unused: int) -> None:
         self.tokens = min(self.burst, self.tokens + unused)
 
+    def available(self, now: float) -> float:
+        return min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+
     def delay(self) -> float:
         return max((1.0 - self.tokens) / self.rate, 0.001)
 
@@ -50,9 +78,7 @@ class _Flow:
 
     def __init__(self, relay: Relay, src: socket.socket, dst: socket.socket, limit: TokenBucket | None) -> None:
         self.relay, self.src, self.dst, self.limit = relay, src, dst, limit
-        self.rd, self.wr = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        with contextlib.suppress(OSError):
-            fcntl.fcntl(self.wr, _F_SETPIPE_SZ, PIPE_SIZE)
+        self.rd, self.wr = -1, -1  # taken when bytes arrive, given back when they have all left
         self.pending, self.bytes = 0, 0
         self.eof = self.reading = self.writing = self.done = False
 
@@ -89,6 +115,8 @@ class _Flow:
                 self._read(False)
                 self.relay.loop.call_later(self.limit.delay(), self._resume)
                 return
+        if self.wr < 0:
+            self.rd, self.wr = _pipe()
         try:
             moved = os.splice(self.src.fileno(), self.wr, wanted, flags=_SPLICE)
         except BlockingIOError:
@@ -98,7 +126,10 @@ class _Flow:
             return
         if self.limit is not None:
             self.limit.give_back(wanted - max(moved, 0))
-        if moved < 0:
+        if moved < 0:  # a spurious wake-up: nothing to hold a pipe for
+            if self.pending == 0:
+                _release(self.rd, self.wr, True)
+                self.rd = self.wr = -1
             return
         if moved == 0:
             self.eof = True
@@ -121,6 +152,9 @@ class _Flow:
                 return
             self.pending -= moved
         self._write(False)
+        if self.rd >= 0:
+            _release(self.rd, self.wr, True)
+            self.rd = self.wr = -1
         if self.eof:
             with contextlib.suppress(OSError):
                 self.dst.shutdown(socket.SHUT_WR)
@@ -132,9 +166,9 @@ class _Flow:
     def stop(self) -> None:
         self._read(False)
         self._write(False)
-        for fd in (self.rd, self.wr):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        if self.rd >= 0:
+            _release(self.rd, self.wr, self.pending == 0)
+            self.rd = self.wr = -1
 
 
 class Relay:
