@@ -5,11 +5,14 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 # Debian packages the project needs; each is installed only when missing.
-DEB_PACKAGES := git sqlite3 python3 python3-venv python3-pip ca-certificates postgresql util-linux bubblewrap iproute2 python3-seccomp e2fsprogs
+DEB_PACKAGES := git sqlite3 python3 python3-venv python3-pip ca-certificates postgresql util-linux bubblewrap iproute2 python3-seccomp e2fsprogs curl
+# Only for `make bench`: the proxies ringfence is compared with (mitmproxy comes from PyPI, in its own venv).
+BENCH_PACKAGES := squid tinyproxy
+MITM_VENV := .venv-mitmproxy
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint typecheck unit bench system deps clean
+.PHONY: run test lint typecheck unit bench bench-deps system deps clean
 
 run: deps
 	$(BIN)/ringfence serve
@@ -26,9 +29,15 @@ typecheck: deps
 unit: deps
 	$(BIN)/pytest
 
-bench: deps
+bench: deps bench-deps
 	@# figures are written to docs/benchmarks.md
-	$(BIN)/python bench/run.py --out docs/benchmarks.md
+	RINGFENCE_BENCH_MITMDUMP=$(CURDIR)/$(MITM_VENV)/bin/mitmdump $(BIN)/python bench/run.py --out docs/benchmarks.md
+
+bench-deps:
+	@$(MAKE) --no-print-directory system DEB_PACKAGES="$(BENCH_PACKAGES)"
+	@# squid's packaging starts a system-wide daemon; the benchmark runs its own instance
+	@-$(SUDO) systemctl disable --now squid tinyproxy >/dev/null 2>&1 || $(SUDO) service squid stop >/dev/null 2>&1 || true
+	@[ -x $(MITM_VENV)/bin/mitmdump ] || ($(PYTHON) -m venv $(MITM_VENV) && $(MITM_VENV)/bin/pip install -q mitmproxy)
 
 system:
 	@missing=""; \
@@ -50,4 +59,4 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(MITM_VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -83,7 +83,8 @@ async def dial(
         try:
             remaining = max(deadline - loop.time(), 0.001)
             async with asyncio.timeout(remaining):
-                await loop.sock_connect(sock, (str(verdict.address), target.port))
+                host = target.host if target.literal is not None else str(verdict.address)
+                await loop.sock_connect(sock, (host, target.port))
         except (OSError, TimeoutError) as exc:
             sock.close()
             failures.append(f"{verdict.address}: {'timed out' if isinstance(exc, TimeoutError) else exc.strerror}")
