@@ -2,11 +2,11 @@
 
 Owns: the copy loop. Into a Unix socket, bytes go socket -> pipe -> socket with splice(2) inside the kernel and
 never through a Python buffer; into a TCP socket they are copied through a pooled buffer, which measured faster
-here than splicing into TCP. Each direction has backpressure (its source is not read while its destination is full), half-close is
-passed on, byte counts and the last activity time are kept for the audit and the idle timeout, and an optional
-token bucket bounds the rate. Written by hand because no maintained library relays with splice on asyncio's loop
-(its transports copy through user space: 0.37-0.6 of a direct copy on this kind of machine, per ARCHITECTURE.md;
-splice's figure is in docs/benchmarks.md).
+here than splicing into TCP. Each direction has backpressure (its source is not read while its destination is
+full), half-close is passed on, byte counts and the last activity time are kept for the audit and the idle
+timeout, and an optional token bucket bounds the rate. Written by hand because no maintained library relays with
+splice on asyncio's loop (its transports copy through user space: 0.37-0.6 of a direct copy on this kind of
+machine, per ARCHITECTURE.md; the relay's figures are in docs/benchmarks.md).
 """
 
 from __future__ import annotations
