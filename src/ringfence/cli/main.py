@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from ringfence.cli import audit_cmd, doctor_cmd, egress_cmd, sandbox_cmd, serve_cmd
+from ringfence.cli import audit_cmd, doctor_cmd, egress_cmd, gateway_cmd, sandbox_cmd, serve_cmd
 from ringfence.cli.common import DataDir, err, now, out, reports_errors, settings, store_from
 from ringfence.policy import explain as explain_scenario
 from ringfence.policy import load_rules, parse_time
@@ -24,6 +24,7 @@ app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(db_app, name="db")
 app.add_typer(sandbox_cmd.app, name="sandbox")
 app.add_typer(egress_cmd.app, name="egress")
+app.add_typer(gateway_cmd.app, name="gateway")
 app.command("serve")(serve_cmd.serve)
 app.command("doctor")(doctor_cmd.doctor)
 

@@ -33,11 +33,11 @@ from ringfence.egress.tls import NotTls, read_client_hello
 from ringfence.net.addresses import AddressPolicy, IPAddress
 from ringfence.net.dial import Dialed, DialRefused, dial
 from ringfence.net.hostport import HostError, Target, normalize_name, parse_target
+from ringfence.net.httphead import DENY_HEADER, HeadError, HeadGuard, next_request, refusal
 from ringfence.net.relay import Relay, TokenBucket
 from ringfence.net.resolve import CachingResolver
 
 log = logging.getLogger("ringfence.egress")
-DENY_HEADER = "X-Ringfence-Deny"
 _ESTABLISHED = b"HTTP/1.1 200 Connection Established\r\n\r\n"
 _HOP_BY_HOP = frozenset(
     {
@@ -53,9 +53,6 @@ _HOP_BY_HOP = frozenset(
         b"content-length",  # framing is h11's, from the parsed message
     }
 )
-_REASONS = {400: "Bad Request", 403: "Forbidden", 408: "Request Timeout", 414: "URI Too Long",
-            429: "Too Many Requests", 431: "Request Header Fields Too Large", 502: "Bad Gateway",
-            503: "Service Unavailable"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -96,27 +93,10 @@ class SessionEgress:
     relays: set[Relay] = field(default_factory=set)
 
 
-def _clean(text: str, limit: int = 300) -> str:
-    """A header-safe rendering: printable ASCII only, bounded."""
-    return "".join(c if " " <= c <= "~" else "?" for c in text)[:limit]
-
-
 def refusal_bytes(status: int, reason: str, rule: str, what: str) -> bytes:
-    """The answer to a refused request: the status, the deny header, and a body that says what to do."""
-    body = (
-        f"ringfence egress proxy refused {_clean(what, 200)}\n"
-        f"reason: {_clean(reason)}\nrule: {_clean(rule)}\n"
-        + (
-            "Ask an administrator to add the host to this environment's allow list if it is needed.\n"
-            if status == 403
-            else ""
-        )
-    ).encode()
-    head = (
-        f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n{DENY_HEADER}: {_clean(reason)}\r\n"
-        f"Content-Type: text/plain; charset=utf-8\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-    )
-    return head.encode() + body
+    """The egress proxy's answer to a refused request (see ringfence.net.httphead.refusal)."""
+    hint = "Ask an administrator to add the host to this environment's allow list if it is needed."
+    return refusal(status, reason, rule, who="egress proxy", what=what, hint=hint if status == 403 else "")
 
 
 class EgressProxy:
@@ -325,56 +305,30 @@ class EgressProxy:
         self, state: SessionEgress, conn: h11.Connection, client: socket.socket, *, first: bool
     ) -> h11.Request | None:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + state.limits.header_timeout
-        head = b""
-        line_done = False
-        while True:
-            try:
-                event = conn.next_event()
-            except h11.RemoteProtocolError as exc:
-                if "exceeded" in str(exc) or "maximum" in str(exc):
-                    raise Refusal(
-                        431, f"request head over {state.limits.max_header_bytes} bytes", "limit:header"
-                    ) from None
-                raise Refusal(400, f"malformed request: {exc}", "http:parse") from None
-            if isinstance(event, h11.Request):
-                return event
-            if isinstance(event, h11.ConnectionClosed):
-                return None
-            if event is not h11.NEED_DATA:
-                raise Refusal(400, f"unexpected {type(event).__name__} before a request", "http:parse")
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise Refusal(
-                    408, f"request head not complete within {state.limits.header_timeout:g} s", "limit:header-time"
-                )
-            try:
+        limits = state.limits
+        deadline = loop.time() + limits.header_timeout
+        guard = HeadGuard(limits.max_request_line, limits.max_header_bytes)
+        late = f"request head not complete within {limits.header_timeout:g} s"
+        try:
+            while True:
+                event = next_request(conn, limits.max_header_bytes)
+                if event is None or isinstance(event, h11.Request):
+                    return event
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    raise Refusal(408, late, "limit:header-time")
                 try:
-                    data = client.recv(65536)  # usually already there: no waiting machinery at all
-                except BlockingIOError:
-                    async with asyncio.timeout(remaining):
-                        data = await loop.sock_recv(client, 65536)
-            except TimeoutError:
-                raise Refusal(
-                    408, f"request head not complete within {state.limits.header_timeout:g} s", "limit:header-time"
-                ) from None
-            head += data
-            if not line_done:
-                newline = head.find(b"\n")
-                line_done = newline >= 0
-                if (newline if line_done else len(head)) > state.limits.max_request_line:
-                    raise Refusal(414, f"request line over {state.limits.max_request_line} bytes", "limit:request-line")
-            end = head.find(b"\r\n\r\n")
-            checked = head if end < 0 else head[: end + 4]
-            if b"\n " in checked or b"\n\t" in checked:
-                raise Refusal(400, "obs-fold (a header line continued on the next line) is not accepted", "http:parse")
-            if checked.count(b"\n") != checked.count(b"\r\n"):
-                raise Refusal(400, "bare LF line endings are not accepted (CRLF only)", "http:parse")
-            if (end if end >= 0 else len(head)) > state.limits.max_header_bytes:
-                raise Refusal(431, f"request head over {state.limits.max_header_bytes} bytes", "limit:header")
-            if end >= 0:
-                head = b""  # complete: what follows is a body or the next request, h11's to frame
-            conn.receive_data(data)
+                    try:
+                        data = client.recv(65536)  # usually already there: no waiting machinery at all
+                    except BlockingIOError:
+                        async with asyncio.timeout(remaining):
+                            data = await loop.sock_recv(client, 65536)
+                except TimeoutError:
+                    raise Refusal(408, late, "limit:header-time") from None
+                guard.feed(data)
+                conn.receive_data(data)
+        except HeadError as exc:
+            raise Refusal(exc.status, exc.reason, exc.rule) from None
 
     def _admit(self, state: SessionEgress) -> None:
         """The concurrency limit for one more upstream connection (a keep-alive client asks again per request;

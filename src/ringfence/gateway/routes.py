@@ -82,3 +82,24 @@ def route_git(method: str, target: bytes, repository: Repository) -> GitRoute:
             raise RouteRefused(f"{endpoint} takes no query")
         return GitRoute(endpoint, advertise=False)
     raise RouteRefused(f"{endpoint[:80]!r} is not a smart-HTTP endpoint (info/refs, git-upload-pack, git-receive-pack)")
+
+
+_BAD_IN_REF = set(" ~^:?*[\\\x7f")
+
+
+def check_branch(branch: str) -> str:
+    """A branch name git accepts (check-ref-format's rules for refs/heads/<branch>), returned as is."""
+    parts = branch.split("/")
+    if (
+        not branch
+        or branch.startswith("-")
+        or branch.startswith("refs/")
+        or branch.endswith((".", "/", ".lock"))
+        or ".." in branch
+        or "@{" in branch
+        or branch == "@"
+        or any(c in _BAD_IN_REF or ord(c) < 0x20 for c in branch)
+        or any(not part or part.startswith(".") or part.endswith(".lock") for part in parts)
+    ):
+        raise ValueError(f"branch {branch!r} is not a valid branch name")
+    return branch

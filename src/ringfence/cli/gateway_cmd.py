@@ -1,0 +1,92 @@
+"""`ringfence gateway serve`: the credential gateway alone, for one repository and one branch."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import stat
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ringfence.cli.common import err, out, reports_errors
+from ringfence.egress.audit import BatchedAudit, JsonlWriter
+from ringfence.gateway import redact
+from ringfence.gateway.git_proxy import Credential, Gateway, GitSession
+from ringfence.gateway.routes import Repository, check_branch
+from ringfence.net.hostport import HostError, parse_target
+from ringfence.store.crypto import Secret
+
+app = typer.Typer(no_args_is_help=True, help="The credential gateway.")
+
+
+def read_token(path: Path) -> Secret:
+    """The token in `path`, which only its owner may read (a token readable by others is refused)."""
+    try:
+        info = path.stat()
+        if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise ValueError(
+                f"token file {path} is readable by others (mode {stat.S_IMODE(info.st_mode):04o}): chmod 600"
+            )
+        token = path.read_text().strip()
+    except OSError as exc:
+        raise ValueError(f"cannot read token file {path}: {exc.strerror}") from None
+    if not token or any(c.isspace() for c in token):
+        raise ValueError(f"token file {path} does not hold one token")
+    return Secret(token)
+
+
+@app.command("serve")
+@reports_errors
+def serve(
+    upstream: Annotated[str, typer.Option(help="base URL of the repository host, e.g. https://github.com")],
+    repo: Annotated[str, typer.Option(help="OWNER/NAME: the one repository served")],
+    branch: Annotated[str, typer.Option(help="the one branch pushes may update")],
+    token_file: Annotated[Path, typer.Option(help="file holding the host token (mode 0600)")],
+    listen: Annotated[str, typer.Option(help="HOST:PORT to listen on")] = "127.0.0.1:8080",
+    unix: Annotated[Path | None, typer.Option(help="also listen on this Unix socket")] = None,
+    auth: Annotated[str, typer.Option(help="how the host takes the token: basic or bearer")] = "basic",
+    audit: Annotated[Path | None, typer.Option(help="append one JSON line per request here")] = None,
+    session: Annotated[str, typer.Option(help="the session name written in audit records")] = "default",
+) -> None:
+    """Serve http://LISTEN/git/OWNER/NAME.git: clone and fetch that repository, push only to BRANCH; the token is
+    added upstream and never returned."""
+    try:
+        token = read_token(token_file)
+        if auth not in ("basic", "bearer"):
+            raise ValueError(f"--auth {auth!r} is not basic or bearer")
+        credential = Credential("bearer" if auth == "bearer" else "basic", token)
+        git_session = GitSession(session, Repository.parse(repo), check_branch(branch), upstream, credential)
+        where = parse_target(listen, "--listen")
+    except (ValueError, HostError) as exc:
+        err.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    redact.install(token)
+    asyncio.run(_serve(git_session, where.host, where.port, unix, audit))
+
+
+async def _serve(git_session: GitSession, host: str, port: int, unix: Path | None, audit_file: Path | None) -> None:
+    audit = (
+        BatchedAudit(JsonlWriter(audit_file), lambda: datetime.now(UTC).isoformat()) if audit_file is not None else None
+    )
+    if audit is not None:
+        audit.start()
+    gateway = Gateway(audit)
+    gateway.add_session(git_session)
+    bound = await gateway.listen_tcp(git_session.session_id, host, port)
+    if unix is not None:
+        await gateway.listen_unix(git_session.session_id, unix)
+    shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
+    out.print(f"gateway on http://{shown}:{bound[1]}{git_session.repository.path} (push: {git_session.branch})")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await gateway.close()
+    if unix is not None:
+        unix.unlink(missing_ok=True)
+    if audit is not None:
+        await audit.close()

@@ -1,0 +1,385 @@
+"""The git route of the credential gateway: smart HTTP for one repository per session, credential injected
+upstream, pushes held to the session's branch before a byte is forwarded.
+
+Owns: listeners (one session each: the socket is the identity), reading requests with h11 (the same strict head
+checks as the egress proxy), routing (ringfence.gateway.routes), the push check (receive_pack), the upstream
+exchange over HTTP(S) with the credential added there and only there, streaming bodies both ways, and one audit
+record per request. What the client sends as Authorization is dropped; an upstream 401 becomes a 502, so a git
+client in the sandbox never learns that a credential exists, let alone sees one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import ssl
+import time
+import zlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import h11
+
+from ringfence.egress.audit import BatchedAudit
+from ringfence.gateway.pktline import FLUSH, encode
+from ringfence.gateway.receive_pack import PushHead, PushHeadReader, PushRefused, check_push
+from ringfence.gateway.routes import GitRoute, Repository, RouteRefused, route_git
+from ringfence.net.httphead import HeadError, HeadGuard, next_request, refusal
+from ringfence.store.crypto import Secret
+
+log = logging.getLogger("ringfence.gateway")
+_FORWARDED = frozenset({b"content-type", b"accept", b"accept-encoding", b"git-protocol", b"user-agent"})
+_DROP_FROM_UPSTREAM = frozenset(
+    {b"connection", b"keep-alive", b"transfer-encoding", b"content-length", b"set-cookie", b"www-authenticate"}
+)
+_REFUSED_BODY_DRAIN = 64 * 2**20  # what is read (and thrown away) of a refused push so the client sees the answer
+_CHUNK = 256 * 1024
+
+
+@dataclass(frozen=True)
+class Credential:
+    """A repository host token and how the host wants it: `basic` (x-access-token:TOKEN, as GitHub and most
+    hosts take it) or `bearer`. The token stays a Secret until the moment it is written into a request."""
+
+    scheme: Literal["basic", "bearer"]
+    token: Secret
+
+    def header(self) -> bytes:
+        raw = self.token.reveal()
+        if self.scheme == "bearer":
+            return f"Bearer {raw}".encode()
+        return b"Basic " + base64.b64encode(f"x-access-token:{raw}".encode())
+
+
+@dataclass(frozen=True)
+class GitSession:
+    session_id: str
+    repository: Repository
+    branch: str
+    upstream: str  # base URL of the host: the repository is UPSTREAM/OWNER/NAME.git
+    credential: Credential
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.upstream)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+            raise ValueError(f"upstream {self.upstream!r} is not an http(s) base URL")
+        if parts.username or parts.password:
+            raise ValueError("the upstream URL must not carry a credential: give it with --token-file")
+
+
+@dataclass(frozen=True)
+class GatewayLimits:
+    max_request_line: int = 8 * 1024
+    max_header_bytes: int = 64 * 1024
+    header_timeout: float = 30.0
+    idle_timeout: float = 600.0
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, reason: str, rule: str) -> None:
+        super().__init__(reason)
+        self.status, self.reason, self.rule = status, reason, rule
+
+
+def report_refusal(head: PushHead, reason: str) -> bytes:
+    """A receive-pack answer that refuses every ref with `reason`, so `git push` prints it ('remote rejected')."""
+    lines = [encode(b"unpack ok\n")] + [encode(f"ng {ref} {reason}\n".encode()) for ref in head.refs] + [FLUSH]
+    inner = b"".join(lines)
+    if "side-band-64k" in head.capabilities or "side-band" in head.capabilities:
+        size = 65515 if "side-band-64k" in head.capabilities else 995
+        framed = b"".join(encode(b"\x01" + inner[i : i + size]) for i in range(0, len(inner), size))
+        return framed + FLUSH
+    return inner
+
+
+class Gateway:
+    def __init__(
+        self,
+        audit: BatchedAudit | None = None,
+        *,
+        limits: GatewayLimits | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        upstream_ssl: ssl.SSLContext | None = None,
+    ) -> None:
+        self.audit, self.clock = audit, clock
+        self.limits = limits or GatewayLimits()
+        self.sessions: dict[str, GitSession] = {}
+        self._servers: dict[str, list[asyncio.Server]] = {}
+        self._ssl = upstream_ssl
+
+    def add_session(self, session: GitSession) -> None:
+        if session.session_id in self.sessions:
+            raise ValueError(f"session {session.session_id} already has a gateway route")
+        self.sessions[session.session_id] = session
+        self._servers[session.session_id] = []
+
+    async def listen_tcp(self, session_id: str, host: str, port: int) -> tuple[str, int]:
+        session = self.sessions[session_id]
+        server = await asyncio.start_server(lambda r, w: self._client(session, r, w), host, port)
+        self._servers[session_id].append(server)
+        bound = server.sockets[0].getsockname()
+        return bound[0], bound[1]
+
+    async def listen_unix(self, session_id: str, path: Path) -> None:
+        session = self.sessions[session_id]
+        server = await asyncio.start_unix_server(lambda r, w: self._client(session, r, w), str(path))
+        path.chmod(0o600)
+        self._servers[session_id].append(server)
+
+    async def remove_session(self, session_id: str) -> None:
+        self.sessions.pop(session_id, None)
+        for server in self._servers.pop(session_id, []):
+            server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), 1)
+
+    async def close(self) -> None:
+        for session_id in list(self._servers):
+            await self.remove_session(session_id)
+
+    # -- one client connection ----------------------------------------------------------------------------------
+
+    def _emit(self, record: dict[str, Any]) -> None:
+        if self.audit is not None:
+            self.audit.record(record)
+
+    async def _client(self, session: GitSession, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self.limits.max_header_bytes)
+        try:
+            while True:
+                record: dict[str, Any] = {
+                    "kind": "gateway.request",
+                    "session": session.session_id,
+                    "at": self.clock().isoformat(),
+                    "route": "git",
+                    "repository": str(session.repository),
+                }
+                started = time.perf_counter()
+                try:
+                    request = await self._read_head(conn, reader)
+                    if request is None:
+                        return
+                    record.update(method=request.method.decode("ascii", "replace"))
+                    record.update(target=request.target.decode("ascii", "replace")[:300])
+                    again = await self._serve(session, conn, reader, writer, request, record)
+                except _Refused as refused:
+                    record.update(decision="deny", rule=refused.rule, reason=refused.reason)
+                    record["duration_ms"] = round((time.perf_counter() - started) * 1000, 3)
+                    self._emit(record)
+                    if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):  # nothing of an answer sent yet
+                        what = f"{record.get('method', 'request')} {record.get('target', '')}".strip()
+                        writer.write(refusal(refused.status, refused.reason, refused.rule, who="gateway", what=what))
+                        await writer.drain()
+                    return
+                record["duration_ms"] = round((time.perf_counter() - started) * 1000, 3)
+                self._emit(record)
+                if not again:
+                    return
+        except (OSError, asyncio.IncompleteReadError, h11.ProtocolError, TimeoutError):
+            return
+        finally:
+            writer.close()
+
+    async def _read_head(self, conn: h11.Connection, reader: asyncio.StreamReader) -> h11.Request | None:
+        guard = HeadGuard(self.limits.max_request_line, self.limits.max_header_bytes)
+        try:
+            async with asyncio.timeout(self.limits.header_timeout):
+                while True:
+                    event = next_request(conn, self.limits.max_header_bytes)
+                    if event is None or isinstance(event, h11.Request):
+                        return event
+                    data = await reader.read(65536)
+                    guard.feed(data)
+                    conn.receive_data(data)
+        except HeadError as exc:
+            raise _Refused(exc.status, exc.reason, exc.rule) from None
+        except TimeoutError:
+            raise _Refused(408, "request head not complete in time", "limit:header-time") from None
+
+    async def _body(self, conn: h11.Connection, reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
+        """The request body as it arrives (h11 removes the chunked framing)."""
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                conn.receive_data(await asyncio.wait_for(reader.read(_CHUNK), self.limits.idle_timeout))
+                continue
+            if isinstance(event, h11.Data):
+                yield bytes(event.data)
+            elif isinstance(event, h11.EndOfMessage):
+                return
+            else:
+                raise _Refused(400, f"unexpected {type(event).__name__} in a request body", "http:body")
+
+    async def _serve(
+        self,
+        session: GitSession,
+        conn: h11.Connection,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        request: h11.Request,
+        record: dict[str, Any],
+    ) -> bool:
+        method = request.method.decode("ascii", "replace")
+        try:
+            route = route_git(method, request.target, session.repository)
+        except RouteRefused as exc:
+            raise _Refused(403, str(exc), "route") from None
+        record.update(service=route.service, operation="advertise" if route.advertise else "rpc")
+        headers = {name.lower(): value for name, value in request.headers}
+        encoding = headers.get(b"content-encoding", b"").strip().lower()
+        body = self._body(conn, reader)
+        first: bytes = b""
+        if route.writes and not route.advertise:
+            if encoding not in (b"", b"identity", b"gzip"):
+                raise _Refused(415, f"content encoding {encoding[:40]!r} is not accepted for a push", "git:encoding")
+            body = _gunzip(body) if encoding == b"gzip" else body
+            head, first = await self._push_head(body)
+            record.update(refs=list(head.refs)[:50])
+            try:
+                check_push(head, session.branch)
+            except PushRefused as exc:
+                await _drain(body)
+                record.update(decision="deny", rule="git:push", reason=exc.reason)
+                if exc.malformed:
+                    raise _Refused(400, exc.reason, "git:push") from None
+                payload = report_refusal(head, f"ringfence: {exc.reason}")
+                response = [
+                    ("Content-Type", "application/x-git-receive-pack-result"),
+                    ("Content-Length", str(len(payload))),
+                ]
+                writer.write(conn.send(h11.Response(status_code=200, headers=response)))
+                writer.write(conn.send(h11.Data(data=payload)) + conn.send(h11.EndOfMessage()))
+                await writer.drain()
+                return False
+            encoding = b""  # forwarded decompressed
+        return await self._exchange(session, conn, writer, request, route, body, first, encoding, record)
+
+    async def _push_head(self, body: AsyncIterator[bytes]) -> tuple[PushHead, bytes]:
+        """Read the push head from the body (nothing is forwarded meanwhile); returns it and every byte read so far
+        (head and the start of the pack), which go upstream first if the push is allowed."""
+        reader = PushHeadReader()
+        seen = bytearray()
+        try:
+            async for chunk in body:
+                seen += chunk
+                head = reader.feed(chunk)
+                if head is not None:
+                    return head, bytes(seen)
+        except PushRefused as exc:
+            raise _Refused(400, exc.reason, "git:push") from None
+        raise _Refused(400, "the push ended before its head did", "git:push")
+
+    async def _exchange(
+        self,
+        session: GitSession,
+        conn: h11.Connection,
+        writer: asyncio.StreamWriter,
+        request: h11.Request,
+        route: GitRoute,
+        body: AsyncIterator[bytes],
+        first: bytes,
+        encoding: bytes,
+        record: dict[str, Any],
+    ) -> bool:
+        base = urlsplit(session.upstream)
+        secure = base.scheme == "https"
+        port = base.port or (443 if secure else 80)
+        assert base.hostname is not None
+        endpoint = "info/refs" if route.advertise else route.service
+        target = f"{base.path.rstrip('/')}/{session.repository.owner}/{session.repository.name}.git/{endpoint}"
+        if route.advertise:
+            target += f"?service={route.service}"
+        try:
+            up_reader, up_writer = await asyncio.wait_for(
+                asyncio.open_connection(
+                    base.hostname, port, ssl=(self._ssl or ssl.create_default_context()) if secure else None
+                ),
+                30,
+            )
+        except (OSError, TimeoutError) as exc:
+            raise _Refused(502, f"cannot reach the repository host: {exc}", "upstream") from None
+        up = h11.Connection(h11.CLIENT)
+        bytes_up = bytes_down = 0
+        try:
+            headers = [(b"Host", (base.netloc or base.hostname).encode())]
+            headers += [(n, v) for n, v in request.headers if n.lower() in _FORWARDED]
+            if encoding:
+                headers.append((b"Content-Encoding", encoding))
+            has_body = request.method == b"POST"
+            if has_body:
+                headers.append((b"Transfer-Encoding", b"chunked"))
+            headers.append((b"Authorization", session.credential.header()))  # here, and nowhere else
+            up_writer.write(up.send(h11.Request(method=request.method, target=target.encode(), headers=headers)))
+            if has_body:
+                if first:
+                    bytes_up += len(first)
+                    up_writer.write(up.send(h11.Data(data=first)))
+                async for chunk in body:
+                    bytes_up += len(chunk)
+                    up_writer.write(up.send(h11.Data(data=chunk)))
+                    await up_writer.drain()
+                up_writer.write(up.send(h11.EndOfMessage()))
+            await up_writer.drain()
+            while True:
+                event = up.next_event()
+                if event is h11.NEED_DATA:
+                    up.receive_data(await asyncio.wait_for(up_reader.read(_CHUNK), self.limits.idle_timeout))
+                    continue
+                if isinstance(event, h11.Response):
+                    if event.status_code in (401, 407):
+                        raise _Refused(502, "the repository host refused the gateway's credential", "upstream:auth")
+                    kept = [(n, v) for n, v in event.headers if n.lower() not in _DROP_FROM_UPSTREAM]
+                    if any(n.lower() == b"content-length" for n, _ in event.headers):
+                        kept.append((b"Content-Length", dict(event.headers)[b"content-length"]))
+                    writer.write(conn.send(h11.Response(status_code=event.status_code, headers=kept)))
+                    record.update(status=event.status_code)
+                elif isinstance(event, h11.Data):
+                    bytes_down += len(event.data)
+                    writer.write(conn.send(h11.Data(data=event.data)))
+                    await writer.drain()
+                elif isinstance(event, h11.EndOfMessage):
+                    writer.write(conn.send(h11.EndOfMessage()))
+                    await writer.drain()
+                    break
+                else:
+                    raise _Refused(502, "the repository host closed before its answer ended", "upstream")
+        except (OSError, h11.ProtocolError, TimeoutError) as exc:
+            raise _Refused(502, f"repository host exchange failed: {type(exc).__name__}", "upstream") from None
+        finally:
+            up_writer.close()
+        record.update(decision="allow", rule="git:" + route.service, bytes_up=bytes_up, bytes_down=bytes_down)
+        if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
+            conn.start_next_cycle()
+            return True
+        return False
+
+
+async def _gunzip(body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """Decompress a gzip body as it streams, in bounded pieces (a small body cannot become a huge buffer)."""
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        async for chunk in body:
+            data = inflater.decompress(chunk, _CHUNK)
+            while data:
+                yield data
+                data = inflater.decompress(inflater.unconsumed_tail, _CHUNK)
+        if not inflater.eof:
+            raise _Refused(400, "the gzip body ended early", "git:encoding")
+    except zlib.error as exc:
+        raise _Refused(400, f"the gzip body is corrupt: {exc}", "git:encoding") from None
+
+
+async def _drain(body: AsyncIterator[bytes]) -> None:
+    """Read and discard the rest of a refused body (bounded), so the client reads our answer, not a reset."""
+    total = 0
+    with contextlib.suppress(Exception):
+        async for chunk in body:
+            total += len(chunk)
+            if total > _REFUSED_BODY_DRAIN:
+                return
