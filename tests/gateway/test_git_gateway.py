@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from ringfence.egress.audit import BatchedAudit
-from ringfence.gateway.git_proxy import Credential, Gateway, GitSession
+from ringfence.gateway.git_proxy import Credential, Gateway, GitSession, ModelUpstream
 from ringfence.gateway.pktline import FLUSH, encode
 from ringfence.gateway.routes import Repository
 from ringfence.store.crypto import Secret
@@ -29,7 +29,7 @@ BRANCH = "ringfence/sess_1"
 
 
 class GatewayHarness:
-    def __init__(self, upstream: str, scheme: str = "basic") -> None:
+    def __init__(self, upstream: str, scheme: str = "basic", models: dict[str, tuple[str, str]] | None = None) -> None:
         self.records: list[dict[str, Any]] = []
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
@@ -46,7 +46,8 @@ class GatewayHarness:
                     BRANCH,
                     upstream,
                     Credential(scheme, Secret(TOKEN)),  # type: ignore[arg-type]
-                )
+                ),
+                tuple(ModelUpstream(name, url, Secret(key)) for name, (url, key) in (models or {}).items()),
             )
             return (await self.gateway.listen_tcp("sess_1", "127.0.0.1", 0))[1]
 

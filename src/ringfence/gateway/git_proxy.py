@@ -1,5 +1,5 @@
-"""The git route of the credential gateway: smart HTTP for one repository per session, credential injected
-upstream, pushes held to the session's branch before a byte is forwarded.
+"""The credential gateway: smart HTTP for one repository per session and the session's model API, with the
+credential injected upstream, and pushes held to the session's branch before a byte is forwarded.
 
 Owns: listeners (one session each: the socket is the identity), reading requests with h11 (the same strict head
 checks as the egress proxy), routing (ringfence.gateway.routes), the push check (receive_pack), the upstream
@@ -35,6 +35,9 @@ from ringfence.store.crypto import Secret
 
 log = logging.getLogger("ringfence.gateway")
 _FORWARDED = frozenset({b"content-type", b"accept", b"accept-encoding", b"git-protocol", b"user-agent"})
+_MODEL_FORWARDED = frozenset(
+    {b"content-type", b"accept", b"anthropic-version", b"anthropic-beta", b"user-agent", b"x-stainless-lang"}
+)
 _DROP_FROM_UPSTREAM = frozenset(
     {b"connection", b"keep-alive", b"transfer-encoding", b"content-length", b"set-cookie", b"www-authenticate"}
 )
@@ -74,6 +77,24 @@ class GitSession:
 
 
 @dataclass(frozen=True)
+class ModelUpstream:
+    """A model provider's API for a session: where it is, and the key the gateway adds (the sandbox holds only a
+    placeholder). `header` is how the provider takes the key (Anthropic: x-api-key)."""
+
+    provider: str
+    base_url: str
+    key: Secret
+    header: str = "x-api-key"
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.query:
+            raise ValueError(f"model base URL {self.base_url!r} is not a plain http(s) URL")
+        if not self.provider.isidentifier():
+            raise ValueError(f"model provider {self.provider!r} is not a simple name")
+
+
+@dataclass(frozen=True)
 class GatewayLimits:
     max_request_line: int = 8 * 1024
     max_header_bytes: int = 64 * 1024
@@ -110,13 +131,15 @@ class Gateway:
         self.audit, self.clock = audit, clock
         self.limits = limits or GatewayLimits()
         self.sessions: dict[str, GitSession] = {}
+        self.models: dict[str, dict[str, ModelUpstream]] = {}
         self._servers: dict[str, list[asyncio.Server]] = {}
         self._ssl = upstream_ssl
 
-    def add_session(self, session: GitSession) -> None:
+    def add_session(self, session: GitSession, models: tuple[ModelUpstream, ...] = ()) -> None:
         if session.session_id in self.sessions:
             raise ValueError(f"session {session.session_id} already has a gateway route")
         self.sessions[session.session_id] = session
+        self.models[session.session_id] = {m.provider: m for m in models}
         self._servers[session.session_id] = []
 
     async def listen_tcp(self, session_id: str, host: str, port: int) -> tuple[str, int]:
@@ -134,6 +157,7 @@ class Gateway:
 
     async def remove_session(self, session_id: str) -> None:
         self.sessions.pop(session_id, None)
+        self.models.pop(session_id, None)
         for server in self._servers.pop(session_id, []):
             server.close()
             with contextlib.suppress(Exception):
@@ -226,6 +250,8 @@ class Gateway:
         record: dict[str, Any],
     ) -> bool:
         method = request.method.decode("ascii", "replace")
+        if request.target.startswith(b"/model/"):
+            return await self._model(session, conn, reader, writer, request, record)
         try:
             route = route_git(method, request.target, session.repository)
         except RouteRefused as exc:
@@ -288,13 +314,79 @@ class Gateway:
         record: dict[str, Any],
     ) -> bool:
         base = urlsplit(session.upstream)
-        secure = base.scheme == "https"
-        port = base.port or (443 if secure else 80)
-        assert base.hostname is not None
         endpoint = "info/refs" if route.advertise else route.service
         target = f"{base.path.rstrip('/')}/{session.repository.owner}/{session.repository.name}.git/{endpoint}"
         if route.advertise:
             target += f"?service={route.service}"
+        extra = [(b"Content-Encoding", encoding)] if encoding else []
+        extra.append((b"Authorization", session.credential.header()))  # here, and nowhere else
+        record.update(rule="git:" + route.service)
+        return await self._upstream(
+            session.upstream, target, request, _FORWARDED, extra, body, first, conn, writer, record, "repository host"
+        )
+
+    async def _model(
+        self,
+        session: GitSession,
+        conn: h11.Connection,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        request: h11.Request,
+        record: dict[str, Any],
+    ) -> bool:
+        """`/model/<provider>/<path>`: the provider's API with the session's key put in by the gateway."""
+        text = request.target.decode("ascii", "replace")
+        _, _, rest = text.partition("/model/")
+        provider, _, path = rest.partition("/")
+        record.update(route="model", provider=provider[:40])
+        upstream = self.models.get(session.session_id, {}).get(provider)
+        if upstream is None:
+            raise _Refused(
+                403, f"model provider {provider[:40]!r} is not configured for this session", "model:provider"
+            )
+        if any(c in text for c in "%\\#") or any(seg in (".", "..") for seg in path.split("?")[0].split("/")):
+            raise _Refused(400, "model path holds escapes or dot segments", "model:path")
+        if request.method not in (b"GET", b"POST"):
+            raise _Refused(
+                405, f"{request.method.decode(errors='replace')} is not forwarded to a model API", "model:method"
+            )
+        base = urlsplit(upstream.base_url)
+        target = f"{base.path.rstrip('/')}/{path}"
+        record.update(rule=f"model:{provider}")
+        return await self._upstream(
+            upstream.base_url,
+            target,
+            request,
+            _MODEL_FORWARDED,
+            [(upstream.header.encode(), upstream.key.reveal().encode())],  # here, and nowhere else
+            self._body(conn, reader),
+            b"",
+            conn,
+            writer,
+            record,
+            "model provider",
+        )
+
+    async def _upstream(
+        self,
+        base_url: str,
+        target: str,
+        request: h11.Request,
+        forwarded: frozenset[bytes],
+        extra: list[tuple[bytes, bytes]],
+        body: AsyncIterator[bytes],
+        first: bytes,
+        conn: h11.Connection,
+        writer: asyncio.StreamWriter,
+        record: dict[str, Any],
+        who: str,
+    ) -> bool:
+        """Send `request` to `base_url` + `target` with only the `forwarded` client headers plus `extra`, stream
+        the body up and the answer down (each piece written as it arrives: server-sent events are not held)."""
+        base = urlsplit(base_url)
+        secure = base.scheme == "https"
+        port = base.port or (443 if secure else 80)
+        assert base.hostname is not None
         try:
             up_reader, up_writer = await asyncio.wait_for(
                 asyncio.open_connection(
@@ -303,18 +395,16 @@ class Gateway:
                 30,
             )
         except (OSError, TimeoutError) as exc:
-            raise _Refused(502, f"cannot reach the repository host: {exc}", "upstream") from None
+            raise _Refused(502, f"cannot reach the {who}: {type(exc).__name__}", "upstream") from None
         up = h11.Connection(h11.CLIENT)
         bytes_up = bytes_down = 0
         try:
             headers = [(b"Host", (base.netloc or base.hostname).encode())]
-            headers += [(n, v) for n, v in request.headers if n.lower() in _FORWARDED]
-            if encoding:
-                headers.append((b"Content-Encoding", encoding))
+            headers += [(n, v) for n, v in request.headers if n.lower() in forwarded]
             has_body = request.method == b"POST"
             if has_body:
                 headers.append((b"Transfer-Encoding", b"chunked"))
-            headers.append((b"Authorization", session.credential.header()))  # here, and nowhere else
+            headers += extra
             up_writer.write(up.send(h11.Request(method=request.method, target=target.encode(), headers=headers)))
             if has_body:
                 if first:
@@ -333,11 +423,12 @@ class Gateway:
                     continue
                 if isinstance(event, h11.Response):
                     if event.status_code in (401, 407):
-                        raise _Refused(502, "the repository host refused the gateway's credential", "upstream:auth")
+                        raise _Refused(502, f"the {who} refused the gateway's credential", "upstream:auth")
                     kept = [(n, v) for n, v in event.headers if n.lower() not in _DROP_FROM_UPSTREAM]
                     if any(n.lower() == b"content-length" for n, _ in event.headers):
                         kept.append((b"Content-Length", dict(event.headers)[b"content-length"]))
                     writer.write(conn.send(h11.Response(status_code=event.status_code, headers=kept)))
+                    await writer.drain()
                     record.update(status=event.status_code)
                 elif isinstance(event, h11.Data):
                     bytes_down += len(event.data)
@@ -348,12 +439,12 @@ class Gateway:
                     await writer.drain()
                     break
                 else:
-                    raise _Refused(502, "the repository host closed before its answer ended", "upstream")
+                    raise _Refused(502, f"the {who} closed before its answer ended", "upstream")
         except (OSError, h11.ProtocolError, TimeoutError) as exc:
-            raise _Refused(502, f"repository host exchange failed: {type(exc).__name__}", "upstream") from None
+            raise _Refused(502, f"{who} exchange failed: {type(exc).__name__}", "upstream") from None
         finally:
             up_writer.close()
-        record.update(decision="allow", rule="git:" + route.service, bytes_up=bytes_up, bytes_down=bytes_down)
+        record.update(decision="allow", bytes_up=bytes_up, bytes_down=bytes_down)
         if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
             conn.start_next_cycle()
             return True
