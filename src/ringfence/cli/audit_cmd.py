@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from ringfence.cli.common import DataDir, err, out, reports_errors, settings, store_from
+from ringfence.cli.common import DataDir, reports_errors, settings, store_from
+from ringfence.cli.console import err, out
 
 app = typer.Typer(no_args_is_help=True, help="The hash-chained audit log.")
 

@@ -3,25 +3,18 @@ errors into one line on stderr with a non-zero exit (never a traceback, never a 
 
 from __future__ import annotations
 
-import functools
-import sys
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
-from rich.console import Console
 
+from ringfence.cli.console import exits_on
 from ringfence.config import ConfigError, Settings, load_settings
 from ringfence.policy import PolicyError, RulesError, load_rules
 from ringfence.store.crypto import CryptoError
 from ringfence.store.db import Store, open_store
 from ringfence.store.errors import StoreError
-
-# soft_wrap: printed commands and tokens must stay on one line to be copied, whatever the terminal width.
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-out = Console(highlight=False, soft_wrap=True)
 
 DataDir = Annotated[
     Path | None, typer.Option("--data-dir", help="where ringfence keeps its data (env RINGFENCE_DATA_DIR)")
@@ -44,15 +37,5 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def reports_errors(func: Callable[P, R]) -> Callable[P, R]:
-    """Known refusals print `error: ...` and exit 2; the message names what was wrong."""
-
-    @functools.wraps(func)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return func(*args, **kwargs)
-        except (PolicyError, RulesError, StoreError, CryptoError, ConfigError, OSError) as exc:
-            err.print(f"[bold red]error:[/] {exc}", markup=True, soft_wrap=True)
-            sys.exit(2)
-
-    return wrapper
+reports_errors = exits_on(PolicyError, RulesError, StoreError, CryptoError, ConfigError, OSError)
+"""Known refusals print `error: ...` and exit 2; the message names what was wrong."""

@@ -11,7 +11,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from ringfence.cli.common import out
+from ringfence.cli.console import out
 from ringfence.sandbox import BubblewrapBackend, SandboxError, SandboxSpec, diskimage
 from ringfence.sandbox.cgroups import detect
 from ringfence.sandbox.seccomp_filter import program

@@ -12,7 +12,7 @@ from typing import Annotated
 import h11
 import typer
 
-from ringfence.cli.common import err, out, reports_errors
+from ringfence.cli.console import err, exits_on, out
 from ringfence.egress.audit import BatchedAudit, JsonlWriter
 from ringfence.egress.proxy import EgressProxy, ProxyLimits
 from ringfence.egress.rules import EgressPolicy, RuleError
@@ -22,6 +22,11 @@ from ringfence.net.interfaces import host_addresses
 from ringfence.net.resolve import CachingResolver, DnsResolver, PinnedResolver
 
 app = typer.Typer(no_args_is_help=True, help="The egress security proxy.")
+
+
+@app.callback()
+def group() -> None:
+    """The egress security proxy."""  # a group, even with one command: `ringfence egress serve`
 
 
 def _pins(entries: list[str]) -> dict[str, list[str]]:
@@ -35,7 +40,7 @@ def _pins(entries: list[str]) -> dict[str, list[str]]:
 
 
 @app.command("serve")
-@reports_errors
+@exits_on(OSError, ValueError)
 def serve(
     listen: Annotated[str, typer.Option(help="HOST:PORT to listen on")] = "127.0.0.1:3128",
     unix: Annotated[

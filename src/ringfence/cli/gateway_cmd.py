@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from ringfence.cli.common import err, out, reports_errors
+from ringfence.cli.console import err, exits_on, out
 from ringfence.egress.audit import BatchedAudit, JsonlWriter
 from ringfence.gateway import redact
 from ringfence.gateway.git_proxy import Credential, Gateway, GitSession
@@ -20,6 +20,11 @@ from ringfence.net.hostport import HostError, parse_target
 from ringfence.store.crypto import Secret
 
 app = typer.Typer(no_args_is_help=True, help="The credential gateway.")
+
+
+@app.callback()
+def group() -> None:
+    """The credential gateway."""  # a group, even with one command: `ringfence gateway serve`
 
 
 def read_token(path: Path) -> Secret:
@@ -39,7 +44,7 @@ def read_token(path: Path) -> Secret:
 
 
 @app.command("serve")
-@reports_errors
+@exits_on(OSError, ValueError)
 def serve(
     upstream: Annotated[str, typer.Option(help="base URL of the repository host, e.g. https://github.com")],
     repo: Annotated[str, typer.Option(help="OWNER/NAME: the one repository served")],

@@ -10,7 +10,8 @@ from typing import Annotated
 
 import typer
 
-from ringfence.cli.common import DataDir, err, reports_errors, settings
+from ringfence.cli.common import DataDir, reports_errors, settings
+from ringfence.cli.console import err
 from ringfence.sandbox import BubblewrapBackend, Exit, SandboxError, SandboxSpec
 from ringfence.sandbox.spec import ProxyRoutes, parse_size
 

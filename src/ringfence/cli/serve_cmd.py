@@ -12,7 +12,8 @@ import uvicorn
 from sqlalchemy import select
 
 from ringfence.api.app import create_app
-from ringfence.cli.common import DataDir, err, now, out, reports_errors, settings, store_from
+from ringfence.cli.common import DataDir, now, reports_errors, settings, store_from
+from ringfence.cli.console import err, out
 from ringfence.config import Settings
 from ringfence.sandbox import BubblewrapBackend, SandboxError
 from ringfence.store import accounts

@@ -18,8 +18,6 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ringfence.audit.chain import AuditEntry
-
 if TYPE_CHECKING:
     from ringfence.store.db import Store
 
@@ -113,6 +111,8 @@ class StoreWriter:
         self._store = store
 
     def __call__(self, records: Sequence[Record]) -> None:
+        from ringfence.audit.chain import AuditEntry  # here: a proxy that writes JSON lines never loads the ORM
+
         entries = [
             AuditEntry(
                 str(r.get("kind", "egress.connection")),
