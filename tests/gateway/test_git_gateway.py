@@ -29,7 +29,13 @@ BRANCH = "ringfence/sess_1"
 
 
 class GatewayHarness:
-    def __init__(self, upstream: str, scheme: str = "basic", models: dict[str, tuple[str, str]] | None = None) -> None:
+    def __init__(
+        self,
+        upstream: str,
+        scheme: str = "basic",
+        models: dict[str, tuple[str, str]] | None = None,
+        api_url: str | None = None,
+    ) -> None:
         self.records: list[dict[str, Any]] = []
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
@@ -46,6 +52,7 @@ class GatewayHarness:
                     BRANCH,
                     upstream,
                     Credential(scheme, Secret(TOKEN)),  # type: ignore[arg-type]
+                    api_url,
                 ),
                 tuple(ModelUpstream(name, url, Secret(key)) for name, (url, key) in (models or {}).items()),
             )

@@ -14,7 +14,8 @@ import typer
 from ringfence.cli.console import err, exits_on, out
 from ringfence.egress.audit import BatchedAudit, JsonlWriter
 from ringfence.gateway import redact
-from ringfence.gateway.git_proxy import Credential, Gateway, GitSession
+from ringfence.gateway.credentials import CredentialSource, GitHubApp, GitHubInstallationTokens, StaticToken
+from ringfence.gateway.git_proxy import Gateway, GitSession
 from ringfence.gateway.routes import Repository, check_branch
 from ringfence.net.hostport import HostError, parse_target
 from ringfence.store.crypto import Secret
@@ -27,17 +28,20 @@ def group() -> None:
     """The credential gateway."""  # a group, even with one command: `ringfence gateway serve`
 
 
-def read_token(path: Path) -> Secret:
-    """The token in `path`, which only its owner may read (a token readable by others is refused)."""
+def read_secret_file(path: Path, what: str) -> str:
+    """The content of `path`, which only its owner may read (a secret readable by others is refused)."""
     try:
         info = path.stat()
         if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise ValueError(
-                f"token file {path} is readable by others (mode {stat.S_IMODE(info.st_mode):04o}): chmod 600"
-            )
-        token = path.read_text().strip()
+            mode = stat.S_IMODE(info.st_mode)
+            raise ValueError(f"{what} {path} is readable by others (mode {mode:04o}): chmod 600 it")
+        return path.read_text().strip()
     except OSError as exc:
-        raise ValueError(f"cannot read token file {path}: {exc.strerror}") from None
+        raise ValueError(f"cannot read {what} {path}: {exc.strerror}") from None
+
+
+def read_token(path: Path) -> Secret:
+    token = read_secret_file(path, "token file")
     if not token or any(c.isspace() for c in token):
         raise ValueError(f"token file {path} does not hold one token")
     return Secret(token)
@@ -49,26 +53,46 @@ def serve(
     upstream: Annotated[str, typer.Option(help="base URL of the repository host, e.g. https://github.com")],
     repo: Annotated[str, typer.Option(help="OWNER/NAME: the one repository served")],
     branch: Annotated[str, typer.Option(help="the one branch pushes may update")],
-    token_file: Annotated[Path, typer.Option(help="file holding the host token (mode 0600)")],
+    token_file: Annotated[
+        Path | None, typer.Option(help="file holding the host token (mode 0600); or use a GitHub App")
+    ] = None,
     listen: Annotated[str, typer.Option(help="HOST:PORT to listen on")] = "127.0.0.1:8080",
     unix: Annotated[Path | None, typer.Option(help="also listen on this Unix socket")] = None,
     auth: Annotated[str, typer.Option(help="how the host takes the token: basic or bearer")] = "basic",
     audit: Annotated[Path | None, typer.Option(help="append one JSON line per request here")] = None,
     session: Annotated[str, typer.Option(help="the session name written in audit records")] = "default",
+    github_app_id: Annotated[
+        str | None, typer.Option(help="GitHub App id: mint installation tokens for this repository instead")
+    ] = None,
+    github_key_file: Annotated[Path | None, typer.Option(help="the GitHub App's private key (PEM, mode 0600)")] = None,
+    github_api: Annotated[str, typer.Option(help="GitHub API URL (GitHub Enterprise: https://HOST/api/v3)")] = (
+        "https://api.github.com"
+    ),
 ) -> None:
     """Serve http://LISTEN/git/OWNER/NAME.git: clone and fetch that repository, push only to BRANCH; the token is
     added upstream and never returned."""
     try:
-        token = read_token(token_file)
-        if auth not in ("basic", "bearer"):
-            raise ValueError(f"--auth {auth!r} is not basic or bearer")
-        credential = Credential("bearer" if auth == "bearer" else "basic", token)
-        git_session = GitSession(session, Repository.parse(repo), check_branch(branch), upstream, credential)
+        repository = Repository.parse(repo)
+        credential: CredentialSource
+        if github_app_id is not None:
+            if github_key_file is None or token_file is not None:
+                raise ValueError("--github-app-id needs --github-key-file, and no --token-file")
+            key = Secret(read_secret_file(github_key_file, "GitHub App key file"))
+            redact.install(key)
+            credential = GitHubInstallationTokens(GitHubApp(github_app_id, key, github_api), repository)
+        else:
+            if token_file is None:
+                raise ValueError("give --token-file (or --github-app-id with --github-key-file)")
+            token = read_token(token_file)
+            if auth not in ("basic", "bearer"):
+                raise ValueError(f"--auth {auth!r} is not basic or bearer")
+            redact.install(token)
+            credential = StaticToken("bearer" if auth == "bearer" else "basic", token)
+        git_session = GitSession(session, repository, check_branch(branch), upstream, credential)
         where = parse_target(listen, "--listen")
     except (ValueError, HostError) as exc:
         err.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(2) from None
-    redact.install(token)
     asyncio.run(_serve(git_session, where.host, where.port, unix, audit))
 
 

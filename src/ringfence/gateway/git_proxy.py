@@ -11,7 +11,6 @@ client in the sandbox never learns that a credential exists, let alone sees one.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import logging
 import ssl
@@ -21,12 +20,14 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlsplit
 
 import h11
 
 from ringfence.egress.audit import BatchedAudit
+from ringfence.gateway.credentials import CredentialError, CredentialSource, StaticToken
+from ringfence.gateway.host_api import judge_api_call
 from ringfence.gateway.pktline import FLUSH, encode
 from ringfence.gateway.receive_pack import PushHead, PushHeadReader, PushRefused, check_push
 from ringfence.gateway.routes import GitRoute, Repository, RouteRefused, route_git
@@ -35,6 +36,8 @@ from ringfence.store.crypto import Secret
 
 log = logging.getLogger("ringfence.gateway")
 _FORWARDED = frozenset({b"content-type", b"accept", b"accept-encoding", b"git-protocol", b"user-agent"})
+_API_FORWARDED = frozenset({b"content-type", b"accept", b"user-agent", b"x-github-api-version"})
+_API_BODY_MAX = 1 << 20
 _MODEL_FORWARDED = frozenset(
     {b"content-type", b"accept", b"anthropic-version", b"anthropic-beta", b"user-agent", b"x-stainless-lang"}
 )
@@ -45,19 +48,7 @@ _REFUSED_BODY_DRAIN = 64 * 2**20  # what is read (and thrown away) of a refused 
 _CHUNK = 256 * 1024
 
 
-@dataclass(frozen=True)
-class Credential:
-    """A repository host token and how the host wants it: `basic` (x-access-token:TOKEN, as GitHub and most
-    hosts take it) or `bearer`. The token stays a Secret until the moment it is written into a request."""
-
-    scheme: Literal["basic", "bearer"]
-    token: Secret
-
-    def header(self) -> bytes:
-        raw = self.token.reveal()
-        if self.scheme == "bearer":
-            return f"Bearer {raw}".encode()
-        return b"Basic " + base64.b64encode(f"x-access-token:{raw}".encode())
+Credential = StaticToken  # the generic adapter's credential, under its older name
 
 
 @dataclass(frozen=True)
@@ -66,7 +57,8 @@ class GitSession:
     repository: Repository
     branch: str
     upstream: str  # base URL of the host: the repository is UPSTREAM/OWNER/NAME.git
-    credential: Credential
+    credential: CredentialSource
+    api_url: str | None = None  # the host's REST/GraphQL API (e.g. https://api.github.com), fronted at /api
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.upstream)
@@ -156,8 +148,12 @@ class Gateway:
         self._servers[session_id].append(server)
 
     async def remove_session(self, session_id: str) -> None:
-        self.sessions.pop(session_id, None)
+        """Stop serving a session and discard (revoke, where the host allows) the credential minted for it."""
+        session = self.sessions.pop(session_id, None)
         self.models.pop(session_id, None)
+        if session is not None:
+            with contextlib.suppress(Exception):
+                await session.credential.discard()
         for server in self._servers.pop(session_id, []):
             server.close()
             with contextlib.suppress(Exception):
@@ -252,6 +248,8 @@ class Gateway:
         method = request.method.decode("ascii", "replace")
         if request.target.startswith(b"/model/"):
             return await self._model(session, conn, reader, writer, request, record)
+        if request.target.startswith(b"/api/"):
+            return await self._host_api(session, conn, reader, writer, request, record)
         try:
             route = route_git(method, request.target, session.repository)
         except RouteRefused as exc:
@@ -319,7 +317,11 @@ class Gateway:
         if route.advertise:
             target += f"?service={route.service}"
         extra = [(b"Content-Encoding", encoding)] if encoding else []
-        extra.append((b"Authorization", session.credential.header()))  # here, and nowhere else
+        try:
+            authorization = await session.credential.authorization(self.clock().timestamp())
+        except CredentialError as exc:
+            raise _Refused(502, str(exc), "upstream:credential") from None
+        extra.append((b"Authorization", authorization))  # here, and nowhere else
         record.update(rule="git:" + route.service)
         return await self._upstream(
             session.upstream, target, request, _FORWARDED, extra, body, first, conn, writer, record, "repository host"
@@ -367,6 +369,55 @@ class Gateway:
             "model provider",
         )
 
+    async def _host_api(
+        self,
+        session: GitSession,
+        conn: h11.Connection,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        request: h11.Request,
+        record: dict[str, Any],
+    ) -> bool:
+        """`/api/<path>`: the host's API, for the few calls a session needs (ringfence.gateway.host_api)."""
+        record.update(route="api")
+        if session.api_url is None:
+            raise _Refused(403, "no host API is configured for this session", "api:none")
+        path = request.target.decode("ascii", "replace")[len("/api") :]
+        body = bytearray()
+        async for chunk in self._body(conn, reader):
+            body += chunk
+            if len(body) > _API_BODY_MAX:
+                raise _Refused(413, f"API request body over {_API_BODY_MAX} bytes", "api:size")
+        method = request.method.decode("ascii", "replace")
+        decision = judge_api_call(method, path, bytes(body), session.repository, session.branch)
+        record.update(operation=decision.operation)
+        if not decision.allowed:
+            raise _Refused(403, decision.reason, f"api:{decision.operation}")
+        try:
+            authorization = await session.credential.authorization(self.clock().timestamp(), api=True)
+        except CredentialError as exc:
+            raise _Refused(502, str(exc), "upstream:credential") from None
+        base = urlsplit(session.api_url)
+        record.update(rule=f"api:{decision.operation}")
+
+        async def nothing() -> AsyncIterator[bytes]:
+            return
+            yield b""
+
+        return await self._upstream(
+            session.api_url,
+            f"{base.path.rstrip('/')}{path}",
+            request,
+            _API_FORWARDED,
+            [(b"Authorization", authorization)],  # here, and nowhere else
+            nothing(),
+            bytes(body),
+            conn,
+            writer,
+            record,
+            "repository host API",
+        )
+
     async def _upstream(
         self,
         base_url: str,
@@ -401,7 +452,7 @@ class Gateway:
         try:
             headers = [(b"Host", (base.netloc or base.hostname).encode())]
             headers += [(n, v) for n, v in request.headers if n.lower() in forwarded]
-            has_body = request.method == b"POST"
+            has_body = request.method in (b"POST", b"PUT", b"PATCH")
             if has_body:
                 headers.append((b"Transfer-Encoding", b"chunked"))
             headers += extra

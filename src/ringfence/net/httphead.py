@@ -13,7 +13,7 @@ import h11
 
 DENY_HEADER = "X-Ringfence-Deny"  # on every refusal ringfence answers; stripped from anything an upstream sends
 _REASONS = {400: "Bad Request", 403: "Forbidden", 405: "Method Not Allowed", 408: "Request Timeout",
-            414: "URI Too Long", 415: "Unsupported Media Type", 429: "Too Many Requests",
+            413: "Content Too Large", 414: "URI Too Long", 415: "Unsupported Media Type", 429: "Too Many Requests",
             431: "Request Header Fields Too Large", 502: "Bad Gateway", 503: "Service Unavailable"}  # fmt: skip
 
 

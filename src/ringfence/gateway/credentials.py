@@ -1,0 +1,158 @@
+"""Where the gateway's repository credential comes from, at the moment it is injected.
+
+Owns: the `CredentialSource` protocol (an Authorization header value, given the time), `StaticToken` (the
+`generic` adapter and GitHub's personal-token fallback: a token as Basic `x-access-token:TOKEN` or Bearer), and
+`GitHubInstallationTokens` (the `github` adapter: a GitHub App installation token minted for exactly one
+repository with minimal permissions, re-minted before it expires, revoked at session end). Its HTTP calls follow
+GitHub's REST API (apps: "Create an installation access token for an app", "Get a repository installation for
+the authenticated app", installations: "Revoke an installation access token").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from ringfence.gateway.routes import Repository
+from ringfence.store.crypto import Secret
+
+API_VERSION = "2022-11-28"
+# What a session needs: read and push code, open a pull request, read metadata. Nothing administrative.
+SESSION_PERMISSIONS = {"contents": "write", "pull_requests": "write", "metadata": "read"}
+
+
+class CredentialError(Exception):
+    """A credential could not be obtained; the message says why and never holds a secret."""
+
+
+class CredentialSource(Protocol):
+    async def authorization(self, now: float, *, api: bool = False) -> bytes:
+        """The Authorization header value to send upstream now (`now`: seconds since the epoch): for git's smart
+        HTTP, or with `api` for the host's REST/GraphQL API (which takes the token as a bearer token)."""
+        ...
+
+    async def discard(self) -> None:
+        """Forget (and where the host allows it, revoke) what was minted for this session."""
+        ...
+
+
+@dataclass(frozen=True)
+class StaticToken:
+    scheme: Literal["basic", "bearer"]
+    token: Secret
+
+    async def authorization(self, now: float, *, api: bool = False) -> bytes:
+        raw = self.token.reveal()
+        if self.scheme == "bearer" or api:
+            return f"Bearer {raw}".encode()
+        return b"Basic " + base64.b64encode(f"x-access-token:{raw}".encode())
+
+    async def discard(self) -> None:
+        return None
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+@dataclass
+class GitHubApp:
+    """A GitHub App: its id (or client id) and private key. `jwt` signs the short-lived app token (RS256) that
+    GitHub takes for app-level calls. Written with `cryptography` directly: a JWT is three base64 parts and one
+    signature, not worth a dependency."""
+
+    app_id: str
+    private_key: Secret  # PEM
+    api_url: str = "https://api.github.com"
+
+    def jwt(self, now: float) -> str:
+        key = serialization.load_pem_private_key(self.private_key.reveal().encode(), password=None)
+        if not isinstance(key, rsa.RSAPrivateKey):
+            raise CredentialError("the GitHub App key is not an RSA private key")
+        header = _b64url(json.dumps({"alg": "RS256", "typ": "JWT"}).encode())
+        # 60 s back for clock drift, 9 minutes ahead (GitHub allows at most 10).
+        claims = {"iat": int(now) - 60, "exp": int(now) + 540, "iss": self.app_id}
+        payload = _b64url(json.dumps(claims, separators=(",", ":")).encode())
+        signature = key.sign(f"{header}.{payload}".encode(), padding.PKCS1v15(), hashes.SHA256())
+        return f"{header}.{payload}.{_b64url(signature)}"
+
+
+def _call(method: str, url: str, bearer: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method)  # noqa: S310 (https API URL from config)
+    request.add_header("Accept", "application/vnd.github+json")
+    request.add_header("X-GitHub-Api-Version", API_VERSION)
+    request.add_header("User-Agent", "ringfence-gateway")
+    request.add_header("Authorization", f"Bearer {bearer}")
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310
+            raw = answer.read()
+            return answer.status, json.loads(raw) if raw else None
+    except urllib.error.HTTPError as exc:
+        return exc.code, None
+    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        raise CredentialError(f"GitHub API unreachable: {type(exc).__name__}") from None
+
+
+@dataclass
+class GitHubInstallationTokens:
+    """Installation tokens for one session's repository: minted on first use, re-minted `margin` seconds before
+    they expire (a long clone never meets an expired token), revoked by `discard` at session end."""
+
+    app: GitHubApp
+    repository: Repository
+    margin: float = 300.0
+    permissions: dict[str, str] = field(default_factory=lambda: dict(SESSION_PERMISSIONS))
+    _token: Secret | None = None
+    _expires: float = 0.0
+    _installation: int | None = None
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def _mint(self, now: float) -> None:
+        jwt = self.app.jwt(now)
+        api = self.app.api_url.rstrip("/")
+        if self._installation is None:
+            status, found = await asyncio.to_thread(
+                _call, "GET", f"{api}/repos/{self.repository.owner}/{self.repository.name}/installation", jwt
+            )
+            if status != 200 or not isinstance(found, dict) or not isinstance(found.get("id"), int):
+                raise CredentialError(f"the GitHub App is not installed on {self.repository} (HTTP {status})")
+            self._installation = found["id"]
+        status, minted = await asyncio.to_thread(
+            _call,
+            "POST",
+            f"{api}/app/installations/{self._installation}/access_tokens",
+            jwt,
+            {"repositories": [self.repository.name], "permissions": self.permissions},
+        )
+        if status != 201 or not isinstance(minted, dict) or not isinstance(minted.get("token"), str):
+            raise CredentialError(f"GitHub refused an installation token for {self.repository} (HTTP {status})")
+        expires = datetime.fromisoformat(str(minted["expires_at"]).replace("Z", "+00:00")).timestamp()
+        self._token, self._expires = Secret(minted["token"]), expires
+
+    async def authorization(self, now: float, *, api: bool = False) -> bytes:
+        async with self._lock:
+            if self._token is None or now >= self._expires - self.margin:
+                await self._mint(now)
+            assert self._token is not None
+            if api:
+                return f"Bearer {self._token.reveal()}".encode()
+            return b"Basic " + base64.b64encode(f"x-access-token:{self._token.reveal()}".encode())
+
+    async def discard(self) -> None:
+        async with self._lock:
+            if self._token is not None:
+                api = self.app.api_url.rstrip("/")
+                await asyncio.to_thread(_call, "DELETE", f"{api}/installation/token", self._token.reveal())
+            self._token, self._expires = None, 0.0
