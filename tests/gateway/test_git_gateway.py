@@ -229,3 +229,62 @@ def test_g8_a_gzip_push_is_decoded_before_the_check_and_chunked_bodies_are_read_
     )
     assert status_of(answer) == 200 and b"ng refs/heads/main ringfence:" in answer
     assert not [s for s in host.seen if s.method == "POST"]
+
+
+H_HEADS = [
+    "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+    "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+    "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: +5\r\n\r\n",
+    "POST {path} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+    "GET {path} HTTP/1.1\r\nHost: x\r\nX-Folded: a\r\n  b\r\n\r\n",
+    "GET {path} HTTP/1.1\nHost: x\n\n",
+    "GET {path} HTTP/1.1\r\nHost: x\r\nX-Nul: a\x00b\r\n\r\n",
+    "G ET {path} HTTP/1.1\r\nHost: x\r\n\r\n",
+    "GET {path} HTTP/1.1\r\nHost: x\r\nX-Big: " + "a" * 70_000 + "\r\n\r\n",
+]
+
+
+@pytest.mark.parametrize("head", H_HEADS)
+def test_h_family_requests_are_refused_by_the_gateway_and_never_reach_the_host(
+    gateway: GatewayHarness, host: GitHost, head: str
+) -> None:
+    path = "/git/acme/widgets.git/git-receive-pack"
+    answer = raw(gateway, head.replace("{path}", path).encode("latin-1"))
+    assert status_of(answer) in (400, 431), answer[:200]
+    assert host.seen == []
+
+
+def test_g2_g4_redirects_are_returned_not_followed_and_carry_no_credential(tmp_path: Path) -> None:
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen: list[str] = []
+
+    class Redirecting(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            seen.append(self.path)
+            self.send_response(302)
+            self.send_header("Location", "http://elsewhere.example/acme/widgets.git/info/refs")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Redirecting)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+    harness = GatewayHarness(f"http://127.0.0.1:{server.server_address[1]}")
+    try:
+        answer = raw(
+            harness,
+            b"GET /git/acme/widgets.git/info/refs?service=git-upload-pack HTTP/1.1\r\nHost: x\r\n"
+            b"Connection: close\r\n\r\n",
+        )
+    finally:
+        harness.close()
+        server.shutdown()
+        server.server_close()
+    assert status_of(answer) == 302 and b"elsewhere.example" in answer
+    assert seen == ["/acme/widgets.git/info/refs?service=git-upload-pack"]  # one request: nothing followed
+    assert not leaks(answer.decode("latin-1"))

@@ -1,7 +1,8 @@
 """Where the gateway's repository credential comes from, at the moment it is injected.
 
 Owns: the `CredentialSource` protocol (an Authorization header value, given the time), `StaticToken` (the
-`generic` adapter and GitHub's personal-token fallback: a token as Basic `x-access-token:TOKEN` or Bearer), and
+`generic` adapter and GitHub's personal-token fallback: a token as Basic `x-access-token:TOKEN` or Bearer),
+`StoredToken` (the same, sealed in the store and unsealed at each injection), and
 `GitHubInstallationTokens` (the `github` adapter: a GitHub App installation token minted for exactly one
 repository with minimal permissions, re-minted before it expires, revoked at session end). Its HTTP calls follow
 GitHub's REST API (apps: "Create an installation access token for an app", "Get a repository installation for
@@ -15,6 +16,7 @@ import base64
 import json
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
@@ -55,6 +57,26 @@ class StaticToken:
         if self.scheme == "bearer" or api:
             return f"Bearer {raw}".encode()
         return b"Basic " + base64.b64encode(f"x-access-token:{raw}".encode())
+
+    async def discard(self) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class StoredToken:
+    """A token kept sealed in the store (ringfence.store.credentials), unsealed at each injection and never kept
+    in this process between requests. `load` returns its kind ("basic" or "bearer") and value."""
+
+    load: Callable[[], tuple[str, Secret]]
+
+    async def authorization(self, now: float, *, api: bool = False) -> bytes:
+        try:
+            kind, secret = await asyncio.to_thread(self.load)
+        except Exception as exc:  # the store's messages never carry a secret
+            raise CredentialError(f"the stored credential could not be read: {exc}") from None
+        if kind not in ("basic", "bearer"):
+            raise CredentialError(f"a stored credential of kind {kind!r} is not a token")
+        return await StaticToken("bearer" if kind == "bearer" else "basic", secret).authorization(now, api=api)
 
     async def discard(self) -> None:
         return None

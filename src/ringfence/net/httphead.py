@@ -81,6 +81,10 @@ def next_request(conn: h11.Connection, max_head: int) -> h11.Request | type[h11.
             raise HeadError(431, f"request head over {max_head} bytes", "limit:header") from None
         raise HeadError(400, f"malformed request: {exc}", "http:parse") from None
     if isinstance(event, h11.Request):
+        names = [name.lower() for name, _ in event.headers]
+        if b"content-length" in names and b"transfer-encoding" in names:
+            # RFC 9112 lets a server pick one; a proxy in front of another server must not guess (H1).
+            raise HeadError(400, "both Content-Length and Transfer-Encoding", "http:framing")
         return event
     if isinstance(event, h11.ConnectionClosed):
         return None

@@ -82,6 +82,20 @@ class Repository(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class RepositoryCredential(Base):
+    """The credential the gateway uses for a connected repository, sealed under its own data key (wrapped by the
+    master key). Decrypted only by the gateway, when it adds the credential to an upstream request."""
+
+    __tablename__ = "repository_credentials"
+    repository_id: Mapped[str] = mapped_column(ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))  # "basic" or "bearer" (a token), or "github-app" (app id + key)
+    wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)
+    master_key_id: Mapped[str] = mapped_column(String(32))
+    nonce: Mapped[bytes] = mapped_column(LargeBinary)
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class PolicyEvent(Base):
     """One entry of an account's policy history, ordered by its per-account `seq` (never by time)."""
 
