@@ -70,3 +70,14 @@ def test_a_wildcard_matches_exactly_the_proper_subdomains(domain: list[str], oth
     assert rule.matches(parse_target(f"{candidate}.{suffix}.:443".upper()))
     anywhere = parse_target(f"{suffix}.{candidate}:443")  # the suffix at the front is not a subdomain of it
     assert rule.matches(anywhere) == anywhere.host.endswith("." + suffix)
+
+
+@pytest.mark.parametrize("report", [False, True])
+@pytest.mark.parametrize("target", ["github.com:22", "github.com:443", "GITHUB.COM.:443", "github.com:9418"])
+def test_g10_the_repository_host_is_reachable_only_through_the_gateway(target: str, report: bool) -> None:
+    from ringfence.egress.rules import session_policy
+
+    policy = session_policy("trusted", repository_host="github.com", report=report)
+    decision = policy.decide(parse_target(target))
+    assert not decision.allowed and decision.rule == "repository-host:github.com"
+    assert policy.decide(parse_target("api.anthropic.com:443")).allowed  # the rest of the preset is untouched

@@ -35,6 +35,7 @@ class GatewayHarness:
         scheme: str = "basic",
         models: dict[str, tuple[str, str]] | None = None,
         api_url: str | None = None,
+        recorder: Any = None,
     ) -> None:
         self.records: list[dict[str, Any]] = []
         self.loop = asyncio.new_event_loop()
@@ -54,7 +55,10 @@ class GatewayHarness:
                     Credential(scheme, Secret(TOKEN)),  # type: ignore[arg-type]
                     api_url,
                 ),
-                tuple(ModelUpstream(name, url, Secret(key)) for name, (url, key) in (models or {}).items()),
+                tuple(
+                    ModelUpstream(name, url, Secret(key), recorder=recorder)
+                    for name, (url, key) in (models or {}).items()
+                ),
             )
             return (await self.gateway.listen_tcp("sess_1", "127.0.0.1", 0))[1]
 

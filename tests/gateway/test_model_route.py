@@ -150,3 +150,28 @@ def test_a_refused_key_is_a_502_not_a_challenge(provider: Provider) -> None:
         assert status_of(answer) == 502 and b"sk-wrong" not in answer
     finally:
         harness.close()
+
+
+@pytest.mark.parametrize("keeps", [True, False])
+def test_turns_are_recorded_only_when_the_session_keeps_content(provider: Provider, keeps: bool) -> None:
+    """The sessions layer passes a recorder only when the policy keeps this session's content (never under
+    zero data retention); without one, the exchange is streamed and nothing is held."""
+    kept: list[tuple[bytes, bytes]] = []
+    harness = GatewayHarness(
+        "http://127.0.0.1:9",
+        models={"anthropic": (provider.url, KEY)},
+        recorder=(lambda up, down: kept.append((up, down))) if keeps else None,
+    )
+    provider.release.set()
+    try:
+        with send(harness.port, "/model/anthropic/v1/messages") as sock:
+            answer = read_all(sock)
+    finally:
+        harness.close()
+    assert status_of(answer) == 200
+    if keeps:
+        [(up, down)] = kept
+        assert up == REQUEST and b"message_start" in down and b"message_stop" in down
+        assert KEY.encode() not in up + down
+    else:
+        assert kept == []

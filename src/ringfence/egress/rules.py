@@ -113,6 +113,7 @@ class EgressPolicy:
     report: bool = False
     deny_telemetry: bool = False
     preset: tuple[HostRule, ...] = field(default_factory=trusted_preset)
+    fixed_deny: tuple[HostRule, ...] = ()  # denied even in report mode (the repository host: G10)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -165,7 +166,44 @@ class EgressPolicy:
         return EgressDecision(False, f"mode:{self.mode}", f"{target} is not in {listed} of network mode '{self.mode}'")
 
     def decide(self, target: Target) -> EgressDecision:
+        for rule in self.fixed_deny:
+            if rule.matches(target):
+                return EgressDecision(
+                    False,
+                    f"repository-host:{rule.text}",
+                    f"{target} is the repository host: this session reaches it only through the credential gateway",
+                )
         decision = self._by_name(target)
         if not decision.allowed and self.report:
             return EgressDecision(True, decision.rule, f"report mode: would deny: {decision.reason}", True)
         return decision
+
+
+def session_policy(
+    mode: str,
+    allow: Iterable[str] = (),
+    deny: Iterable[str] = (),
+    *,
+    repository_host: str | None = None,
+    report: bool = False,
+    deny_telemetry: bool = False,
+) -> EgressPolicy:
+    """A session's egress policy: the environment's, plus a deny of the repository host itself, on every port
+    (SECURITY-CASES G10). The credential gateway is the session's only route to its repository: an SSH remote, or
+    HTTPS straight to the host, is refused here (report mode records it as 'would deny' but it is still denied:
+    the deny list is not subject to report mode)."""
+    policy = EgressPolicy.build(mode, allow, deny, report=report, deny_telemetry=deny_telemetry)
+    if repository_host is None:
+        return policy
+    host_rule = HostRule.parse(repository_host)
+    if host_rule.wildcard or host_rule.ports is not None:
+        raise RuleError(f"repository host {repository_host!r} must be a plain host name")
+    return EgressPolicy(
+        policy.mode,
+        policy.allow,
+        (*policy.deny, host_rule),
+        policy.report,
+        policy.deny_telemetry,
+        policy.preset,
+        fixed_deny=(host_rule,),
+    )

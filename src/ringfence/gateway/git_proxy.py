@@ -38,6 +38,7 @@ log = logging.getLogger("ringfence.gateway")
 _FORWARDED = frozenset({b"content-type", b"accept", b"accept-encoding", b"git-protocol", b"user-agent"})
 _API_FORWARDED = frozenset({b"content-type", b"accept", b"user-agent", b"x-github-api-version"})
 _API_BODY_MAX = 1 << 20
+_RECORD_MAX = 16 * 2**20  # what a recorded model exchange keeps of each body (the store's content limit)
 _MODEL_FORWARDED = frozenset(
     {b"content-type", b"accept", b"anthropic-version", b"anthropic-beta", b"user-agent", b"x-stainless-lang"}
 )
@@ -77,6 +78,9 @@ class ModelUpstream:
     base_url: str
     key: Secret
     header: str = "x-api-key"
+    # Called after each exchange with the request and answer bodies when the policy keeps this session's content;
+    # None (zero data retention, or no consent) keeps nothing: the bodies are only streamed.
+    recorder: Callable[[bytes, bytes], None] | None = None
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.base_url)
@@ -355,19 +359,33 @@ class Gateway:
         base = urlsplit(upstream.base_url)
         target = f"{base.path.rstrip('/')}/{path}"
         record.update(rule=f"model:{provider}")
-        return await self._upstream(
+        kept_up = bytearray() if upstream.recorder is not None else None
+        kept_down = bytearray() if upstream.recorder is not None else None
+
+        async def body() -> AsyncIterator[bytes]:
+            async for chunk in self._body(conn, reader):
+                if kept_up is not None and len(kept_up) < _RECORD_MAX:
+                    kept_up.extend(chunk[: _RECORD_MAX - len(kept_up)])
+                yield chunk
+
+        again = await self._upstream(
             upstream.base_url,
             target,
             request,
             _MODEL_FORWARDED,
             [(upstream.header.encode(), upstream.key.reveal().encode())],  # here, and nowhere else
-            self._body(conn, reader),
+            body(),
             b"",
             conn,
             writer,
             record,
             "model provider",
+            kept_down,
         )
+        if upstream.recorder is not None and kept_up is not None and kept_down is not None:
+            upstream.recorder(bytes(kept_up), bytes(kept_down))
+            record.update(recorded=True)
+        return again
 
     async def _host_api(
         self,
@@ -431,9 +449,11 @@ class Gateway:
         writer: asyncio.StreamWriter,
         record: dict[str, Any],
         who: str,
+        keep: bytearray | None = None,
     ) -> bool:
         """Send `request` to `base_url` + `target` with only the `forwarded` client headers plus `extra`, stream
-        the body up and the answer down (each piece written as it arrives: server-sent events are not held)."""
+        the body up and the answer down (each piece written as it arrives: server-sent events are not held).
+        `keep`, when given, also collects the answer's body (bounded) for the session's recorder."""
         base = urlsplit(base_url)
         secure = base.scheme == "https"
         port = base.port or (443 if secure else 80)
@@ -483,6 +503,8 @@ class Gateway:
                     record.update(status=event.status_code)
                 elif isinstance(event, h11.Data):
                     bytes_down += len(event.data)
+                    if keep is not None and len(keep) < _RECORD_MAX:
+                        keep.extend(event.data[: _RECORD_MAX - len(keep)])
                     writer.write(conn.send(h11.Data(data=event.data)))
                     await writer.drain()
                 elif isinstance(event, h11.EndOfMessage):
