@@ -1,0 +1,215 @@
+"""The session lifecycle: start, prompt, end, delete, wiring the policy store, a sandbox and both proxies.
+
+Owns: `SessionManager`. `start` checks the account and repository through the store (which records the session
+with the policy's decision), gives the session its own egress policy and gateway route on two Unix sockets of
+its own, creates a sandbox bridged to them, and clones the repository inside it through the gateway onto the
+session branch. `prompt` records the activity, runs the agent, streams its output, and keeps the prompt, the
+output and the code change against the base commit through the encrypted store, which refuses them under zero
+data retention: then the session works live and nothing is kept. `end` pushes the branch through the gateway
+and tears everything down; `delete` tears down without pushing and makes the content unreadable at once.
+Time comes from the injected clock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from ringfence.egress.proxy import EgressProxy, ProxyLimits
+from ringfence.egress.rules import session_policy
+from ringfence.gateway.credentials import CredentialSource
+from ringfence.gateway.git_proxy import Gateway, GitSession
+from ringfence.gateway.routes import Repository
+from ringfence.sandbox import BubblewrapBackend, Exit, Limits, Output, SandboxSpec
+from ringfence.sandbox.bubblewrap import BubblewrapSandbox
+from ringfence.sandbox.spec import GATEWAY_PORT, ProxyRoutes
+from ringfence.sessions import builtin_agent
+from ringfence.store import content
+from ringfence.store.db import Store
+from ringfence.store.errors import ContentRefused, NotFound
+from ringfence.store.models import Repository as RepositoryRow
+
+AGENT_PATH = "/workspace/.ringfence-agent.py"
+MAX_KEPT_OUTPUT = 4 * 2**20  # what one turn keeps of the agent's output (the stream itself is not cut)
+
+
+class SessionError(Exception):
+    """A session step failed; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Environment:
+    """Where a session runs: network mode and lists, the agent command template, limits, and its environment."""
+
+    name: str = "default"
+    network: str = "trusted"
+    allow: tuple[str, ...] = ()
+    deny: tuple[str, ...] = ()
+    agent: tuple[str, ...] = ("/usr/bin/python3", AGENT_PATH, "{prompt}")
+    limits: Limits = field(default_factory=Limits)
+    telemetry: bool = True
+    agent_env: Mapping[str, str] = field(default_factory=dict)
+    egress_limits: ProxyLimits = field(default_factory=ProxyLimits)
+
+
+@dataclass(frozen=True)
+class RepositoryHost:
+    """The host of connected repositories: its smart-HTTP base URL and where each repository's credential comes
+    from (the store, an App, a token)."""
+
+    upstream: str
+    credential: Callable[[str], CredentialSource]
+    api_url: str | None = None
+
+
+@dataclass
+class LiveSession:
+    id: str
+    user_id: str
+    repository: Repository
+    branch: str
+    sandbox: BubblewrapSandbox
+    directory: Path
+    environment: Environment
+    base_commit: str = ""
+    turn: int = 0
+    kept: list[str] = field(default_factory=list)  # what the store kept this session ("prompt", "output"...)
+
+
+class SessionManager:
+    def __init__(
+        self,
+        store: Store,
+        backend: BubblewrapBackend,
+        runtime_dir: Path,
+        egress: EgressProxy,
+        gateway: Gateway,
+        host: RepositoryHost,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.store, self.backend, self.egress, self.gateway, self.host = store, backend, egress, gateway, host
+        self.runtime_dir, self.clock = runtime_dir, clock
+        runtime_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.live: dict[str, LiveSession] = {}
+
+    async def start(self, user_id: str, repository_id: str, environment: Environment | None = None) -> LiveSession:
+        env = environment or Environment()
+        row = content.start_session(self.store, user_id, self.clock(), repository_id=repository_id)
+        with self.store.read() as db:
+            repo_row = db.get(RepositoryRow, repository_id)
+            if repo_row is None:
+                raise NotFound(f"no repository {repository_id!r}")
+            repository = Repository(repo_row.owner, repo_row.name)
+            repo_host = urlsplit(repo_row.url).hostname or repo_row.host
+        branch = f"ringfence/{row.id}"
+        directory = self.runtime_dir / row.id
+        directory.mkdir(mode=0o700)
+        routes = ProxyRoutes(egress=directory / "egress.sock", gateway=directory / "gateway.sock")
+        sandbox: BubblewrapSandbox | None = None
+        try:
+            policy = session_policy(
+                env.network, env.allow, env.deny, repository_host=repo_host, deny_telemetry=not env.telemetry
+            )
+            self.egress.add_session(row.id, policy, env.egress_limits)
+            await self.egress.listen_unix(row.id, routes.egress)
+            self.gateway.add_session(
+                GitSession(
+                    row.id,
+                    repository,
+                    branch,
+                    self.host.upstream,
+                    self.host.credential(repository_id),
+                    self.host.api_url,
+                )
+            )
+            assert routes.gateway is not None
+            await self.gateway.listen_unix(row.id, routes.gateway)
+            sandbox = await self.backend.create(
+                SandboxSpec(network="proxy", proxies=routes, limits=env.limits, env=dict(env.agent_env))
+            )
+            live = LiveSession(row.id, user_id, repository, branch, sandbox, directory, env)
+            remote = f"http://127.0.0.1:{GATEWAY_PORT}{repository.path}"
+            clone = await sandbox.run(["git", "clone", "-q", remote, "repo"], timeout=600)
+            if clone.code != 0:
+                raise SessionError(f"cloning {repository} failed: {clone.stderr.decode(errors='replace')[-500:]}")
+            checkout = await sandbox.run(["git", "-C", "repo", "checkout", "-q", "-b", branch])
+            base = await sandbox.run(["git", "-C", "repo", "rev-parse", "HEAD"])
+            if checkout.code != 0 or base.code != 0:
+                raise SessionError(f"preparing branch {branch} failed: {checkout.stderr.decode(errors='replace')}")
+            live.base_commit = base.stdout.decode().strip()
+            await sandbox.write_file(AGENT_PATH.removeprefix("/workspace/"), Path(builtin_agent.__file__).read_bytes())
+        except BaseException:
+            await self._teardown(row.id, sandbox, directory)
+            raise
+        self.live[row.id] = live
+        return live
+
+    def _get(self, session_id: str) -> LiveSession:
+        live = self.live.get(session_id)
+        if live is None:
+            raise NotFound(f"session {session_id!r} is not running here")
+        return live
+
+    def _keep(self, live: LiveSession, kind: content.ContentKind, text: str) -> None:
+        try:
+            content.put_content(self.store, live.id, kind, text, self.clock(), turn=live.turn)
+            live.kept.append(kind)
+        except ContentRefused:
+            pass  # zero data retention (or an expired session): the store keeps nothing, by policy
+
+    async def prompt(self, session_id: str, text: str) -> AsyncIterator[Output | Exit]:
+        """Run one agent turn; yields the agent's output as it comes, then its Exit."""
+        live = self._get(session_id)
+        content.record_activity(self.store, session_id, self.clock(), actor=live.user_id)
+        live.turn += 1
+        self._keep(live, "prompt", text)
+        argv = [part.replace("{prompt}", text) for part in live.environment.agent]
+        kept = bytearray()
+        async for event in live.sandbox.exec(argv):
+            if isinstance(event, Output) and len(kept) < MAX_KEPT_OUTPUT:
+                kept.extend(event.data[: MAX_KEPT_OUTPUT - len(kept)])
+            yield event
+        self._keep(live, "output", kept.decode("utf-8", "replace"))
+        diff = await live.sandbox.run(["git", "-C", "repo", "diff", live.base_commit, "HEAD"])
+        if diff.code == 0 and diff.stdout:
+            self._keep(live, "code_change", diff.stdout.decode("utf-8", "replace"))
+
+    async def end(self, session_id: str) -> str:
+        """Push the session branch through the gateway and tear the session down; returns the pushed commit."""
+        live = self._get(session_id)
+        try:
+            pushed = await live.sandbox.run(
+                ["git", "-C", "repo", "push", "-q", "origin", f"HEAD:refs/heads/{live.branch}"], timeout=600
+            )
+            if pushed.code != 0:
+                raise SessionError(f"pushing {live.branch} failed: {pushed.stderr.decode(errors='replace')[-500:]}")
+            head = await live.sandbox.run(["git", "-C", "repo", "rev-parse", "HEAD"])
+            return head.stdout.decode().strip()
+        finally:
+            self.live.pop(session_id, None)
+            await self._teardown(session_id, live.sandbox, live.directory)
+
+    async def delete(self, session_id: str, *, actor: str) -> None:
+        """Delete at once: no push; the sandbox and proxies go, and the stored content becomes unreadable."""
+        live = self.live.pop(session_id, None)
+        if live is not None:
+            await self._teardown(session_id, live.sandbox, live.directory)
+        content.delete_session(self.store, session_id, self.clock(), actor=actor)
+
+    async def _teardown(self, session_id: str, sandbox: BubblewrapSandbox | None, directory: Path) -> None:
+        if sandbox is not None:
+            with contextlib.suppress(Exception):
+                await sandbox.destroy()
+        await self.egress.remove_session(session_id)
+        await self.gateway.remove_session(session_id)
+        shutil.rmtree(directory, ignore_errors=True)
+
+    async def close(self) -> None:
+        for session_id in list(self.live):
+            live = self.live.pop(session_id)
+            await self._teardown(session_id, live.sandbox, live.directory)
