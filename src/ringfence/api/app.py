@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 
 from fastapi import FastAPI
@@ -17,6 +17,8 @@ from fastapi.responses import RedirectResponse
 from ringfence import __version__
 from ringfence.api import errors
 from ringfence.api.routes import router
+from ringfence.api.sessions_routes import router as sessions_router
+from ringfence.sessions.manager import SessionManager
 from ringfence.store.db import Store
 from ringfence.store.sweeper import sweep
 
@@ -28,12 +30,23 @@ def utc_now() -> datetime:
 
 
 def create_app(
-    store: Store, *, clock: Callable[[], datetime] = utc_now, sweep_interval: float | None = None
+    store: Store,
+    *,
+    clock: Callable[[], datetime] = utc_now,
+    sweep_interval: float | None = None,
+    sessions: Callable[[], Awaitable[SessionManager]] | None = None,
 ) -> FastAPI:
+    """`sessions` builds the session manager inside the server's event loop (its proxies and sandboxes live
+    there); without it, the session routes answer 503."""
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         task = asyncio.create_task(_sweeper(store, clock, sweep_interval)) if sweep_interval else None
+        manager = await sessions() if sessions is not None else None
+        app.state.sessions = manager
         yield
+        if manager is not None:
+            await manager.shutdown()
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -49,6 +62,7 @@ def create_app(
     app.state.clock = clock
     errors.install(app)
     app.include_router(router)
+    app.include_router(sessions_router)
 
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:

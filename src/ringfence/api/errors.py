@@ -6,7 +6,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from ringfence.egress.rules import RuleError
 from ringfence.policy import PolicyError
+from ringfence.sessions.manager import SessionError
 from ringfence.store.crypto import CryptoError
 from ringfence.store.errors import Conflict, ContentRefused, Invalid, NotFound, StoreError
 
@@ -19,6 +21,10 @@ class Unauthorized(StoreError):
     """No valid bearer token."""
 
 
+class Unavailable(StoreError):
+    """This server cannot do that here (e.g. it runs no sandboxes)."""
+
+
 _STATUS: list[tuple[type[Exception], int, str]] = [
     (Unauthorized, 401, "unauthorized"),
     (Forbidden, 403, "forbidden"),
@@ -28,6 +34,9 @@ _STATUS: list[tuple[type[Exception], int, str]] = [
     (Invalid, 422, "invalid"),
     (PolicyError, 422, "policy_refused"),
     (CryptoError, 500, "crypto_error"),
+    (Unavailable, 503, "unavailable"),
+    (RuleError, 422, "invalid"),
+    (SessionError, 502, "session_failed"),
 ]
 
 

@@ -63,6 +63,17 @@ class StaticToken:
 
 
 @dataclass(frozen=True)
+class NoCredential:
+    """For a host that needs none (a local demo host): nothing is added."""
+
+    async def authorization(self, now: float, *, api: bool = False) -> bytes:
+        return b""
+
+    async def discard(self) -> None:
+        return None
+
+
+@dataclass(frozen=True)
 class StoredToken:
     """A token kept sealed in the store (ringfence.store.credentials), unsealed at each injection and never kept
     in this process between requests. `load` returns its kind ("basic" or "bearer") and value."""

@@ -325,7 +325,8 @@ class Gateway:
             authorization = await session.credential.authorization(self.clock().timestamp())
         except CredentialError as exc:
             raise _Refused(502, str(exc), "upstream:credential") from None
-        extra.append((b"Authorization", authorization))  # here, and nowhere else
+        if authorization:
+            extra.append((b"Authorization", authorization))  # here, and nowhere else
         record.update(rule="git:" + route.service)
         return await self._upstream(
             session.upstream, target, request, _FORWARDED, extra, body, first, conn, writer, record, "repository host"
@@ -427,7 +428,7 @@ class Gateway:
             f"{base.path.rstrip('/')}{path}",
             request,
             _API_FORWARDED,
-            [(b"Authorization", authorization)],  # here, and nowhere else
+            [(b"Authorization", authorization)] if authorization else [],  # here, and nowhere else
             nothing(),
             bytes(body),
             conn,

@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from ringfence.egress.proxy import EgressProxy, ProxyLimits
 from ringfence.egress.rules import session_policy
-from ringfence.gateway.credentials import CredentialSource
+from ringfence.gateway.credentials import CredentialSource, NoCredential, StoredToken
 from ringfence.gateway.git_proxy import Gateway, GitSession
 from ringfence.gateway.routes import Repository
 from ringfence.sandbox import BubblewrapBackend, Exit, Limits, Output, SandboxSpec
@@ -30,9 +31,11 @@ from ringfence.sandbox.bubblewrap import BubblewrapSandbox
 from ringfence.sandbox.spec import GATEWAY_PORT, ProxyRoutes
 from ringfence.sessions import builtin_agent
 from ringfence.store import content
+from ringfence.store.credentials import load_credential
 from ringfence.store.db import Store
 from ringfence.store.errors import ContentRefused, NotFound
 from ringfence.store.models import Repository as RepositoryRow
+from ringfence.store.models import RepositoryCredential
 
 AGENT_PATH = "/workspace/.ringfence-agent.py"
 MAX_KEPT_OUTPUT = 4 * 2**20  # what one turn keeps of the agent's output (the stream itself is not cut)
@@ -59,12 +62,37 @@ class Environment:
 
 @dataclass(frozen=True)
 class RepositoryHost:
-    """The host of connected repositories: its smart-HTTP base URL and where each repository's credential comes
-    from (the store, an App, a token)."""
+    """One host for every repository (tests, a single-host deployment): its smart-HTTP base URL and where each
+    repository's credential comes from."""
 
     upstream: str
     credential: Callable[[str], CredentialSource]
     api_url: str | None = None
+
+    def resolve(self, repository: RepositoryRow) -> tuple[str, CredentialSource, str | None]:
+        return self.upstream, self.credential(repository.id), self.api_url
+
+
+@dataclass(frozen=True)
+class StoreHosts:
+    """Each repository's own host, from the URL it was connected with, and its credential from the store (sealed;
+    unsealed by the gateway at injection). A repository without a stored credential gets none."""
+
+    store: Store
+
+    def resolve(self, repository: RepositoryRow) -> tuple[str, CredentialSource, str | None]:
+        parts = urlsplit(repository.url)
+        upstream = f"{parts.scheme}://{parts.netloc}"
+        with self.store.read() as db:
+            stored = db.get(RepositoryCredential, repository.id) is not None
+        if not stored:
+            return upstream, NoCredential(), None
+        store, repo_id = self.store, repository.id
+        return upstream, StoredToken(lambda: load_credential(store, repo_id)), None
+
+
+class HostResolver(Protocol):
+    def resolve(self, repository: RepositoryRow) -> tuple[str, CredentialSource, str | None]: ...
 
 
 @dataclass
@@ -89,7 +117,7 @@ class SessionManager:
         runtime_dir: Path,
         egress: EgressProxy,
         gateway: Gateway,
-        host: RepositoryHost,
+        host: HostResolver,
         clock: Callable[[], datetime],
     ) -> None:
         self.store, self.backend, self.egress, self.gateway, self.host = store, backend, egress, gateway, host
@@ -99,6 +127,7 @@ class SessionManager:
 
     async def start(self, user_id: str, repository_id: str, environment: Environment | None = None) -> LiveSession:
         env = environment or Environment()
+        session_policy(env.network, env.allow, env.deny)  # bad rules are refused before anything is recorded
         row = content.start_session(self.store, user_id, self.clock(), repository_id=repository_id)
         with self.store.read() as db:
             repo_row = db.get(RepositoryRow, repository_id)
@@ -106,6 +135,7 @@ class SessionManager:
                 raise NotFound(f"no repository {repository_id!r}")
             repository = Repository(repo_row.owner, repo_row.name)
             repo_host = urlsplit(repo_row.url).hostname or repo_row.host
+        upstream, credential, api_url = self.host.resolve(repo_row)
         branch = f"ringfence/{row.id}"
         directory = self.runtime_dir / row.id
         directory.mkdir(mode=0o700)
@@ -117,16 +147,7 @@ class SessionManager:
             )
             self.egress.add_session(row.id, policy, env.egress_limits)
             await self.egress.listen_unix(row.id, routes.egress)
-            self.gateway.add_session(
-                GitSession(
-                    row.id,
-                    repository,
-                    branch,
-                    self.host.upstream,
-                    self.host.credential(repository_id),
-                    self.host.api_url,
-                )
-            )
+            self.gateway.add_session(GitSession(row.id, repository, branch, upstream, credential, api_url))
             assert routes.gateway is not None
             await self.gateway.listen_unix(row.id, routes.gateway)
             sandbox = await self.backend.create(
@@ -162,7 +183,7 @@ class SessionManager:
         except ContentRefused:
             pass  # zero data retention (or an expired session): the store keeps nothing, by policy
 
-    async def prompt(self, session_id: str, text: str) -> AsyncIterator[Output | Exit]:
+    async def prompt(self, session_id: str, text: str) -> AsyncGenerator[Output | Exit, None]:
         """Run one agent turn; yields the agent's output as it comes, then its Exit."""
         live = self._get(session_id)
         content.record_activity(self.store, session_id, self.clock(), actor=live.user_id)
@@ -210,6 +231,13 @@ class SessionManager:
         shutil.rmtree(directory, ignore_errors=True)
 
     async def close(self) -> None:
+        """Tear down every running session (their stored content stays as the policy decided)."""
         for session_id in list(self.live):
             live = self.live.pop(session_id)
             await self._teardown(session_id, live.sandbox, live.directory)
+
+    async def shutdown(self) -> None:
+        """`close`, then stop the proxies this manager was given."""
+        await self.close()
+        await self.egress.close()
+        await self.gateway.close()

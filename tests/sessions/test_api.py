@@ -1,0 +1,107 @@
+"""Sessions through the REST API of a real server on loopback: start, prompt with the output as server-sent
+events, show, end (branch pushed), delete; a user cannot see or touch another user's session."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ringfence.api.app import create_app
+from ringfence.egress.proxy import EgressProxy
+from ringfence.gateway.credentials import StaticToken
+from ringfence.gateway.git_proxy import Gateway
+from ringfence.net.addresses import AddressPolicy
+from ringfence.net.resolve import CachingResolver, StaticResolver
+from ringfence.sandbox import BubblewrapBackend
+from ringfence.sessions.manager import RepositoryHost, SessionManager
+from ringfence.store import accounts, content
+from ringfence.store.crypto import Secret
+from ringfence.store.db import Store
+from tests.conftest import T0
+from tests.gateway.git_host import GitHost, git, make_repository
+from tests.sandbox.conftest import backend, sandbox_root  # noqa: F401 (fixtures)
+from tests.servers import serving
+
+TOKEN = "ghs_API_SESSION_TOKEN_5555"
+
+
+@pytest.fixture
+def host(tmp_path: Path) -> Iterator[GitHost]:
+    make_repository(tmp_path / "host", "acme", "widgets")
+    server = GitHost(tmp_path / "host", TOKEN)
+    yield server
+    server.close()
+
+
+def test_a_session_through_the_api(store: Store, backend: BubblewrapBackend, host: GitHost, tmp_path: Path) -> None:  # noqa: F811
+    user = accounts.create_user(store, "u", T0, actor="t", plan="pro")
+    _, token = accounts.create_api_key(store, user.id, "t", T0, actor="t")
+    other = accounts.create_user(store, "o", T0, actor="t", plan="pro")
+    _, other_token = accounts.create_api_key(store, other.id, "t", T0, actor="t")
+    repo = accounts.connect_repository(store, user.id, f"{host.url}/acme/widgets.git", T0, actor="t")
+
+    async def sessions() -> SessionManager:
+        egress = EgressProxy(AddressPolicy.parse([]), CachingResolver(StaticResolver({})))
+        return SessionManager(
+            store, backend, tmp_path / "run", egress, Gateway(),
+            RepositoryHost(host.url, lambda _r: StaticToken("basic", Secret(TOKEN))), lambda: T0,
+        )  # fmt: skip
+
+    with serving(create_app(store, clock=lambda: T0, sessions=sessions)) as base:
+        auth = {"Authorization": f"Bearer {token.reveal()}"}
+        started = httpx.post(
+            f"{base}/v1/sessions", json={"repository_id": repo.id, "network": "none"}, headers=auth, timeout=60
+        )
+        assert started.status_code == 201, started.text
+        sid = started.json()["id"]
+        assert started.json()["running"] and started.json()["branch"] == f"ringfence/{sid}"
+        events = []
+        with httpx.stream(
+            "POST", f"{base}/v1/sessions/{sid}/prompts", json={"text": "from the api"}, headers=auth, timeout=60
+        ) as stream:
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            kind = None
+            for line in stream.iter_lines():
+                if line.startswith("event: "):
+                    kind = line[7:]
+                elif line.startswith("data: "):
+                    events.append((kind, json.loads(line[6:])))
+        assert events[-1] == ("exit", {"code": 0, "timed_out": False})
+        assert "edited AGENT_NOTES.md" in "".join(e[1].get("text", "") for e in events)
+        other_auth = {"Authorization": f"Bearer {other_token.reveal()}"}
+        assert httpx.get(f"{base}/v1/sessions/{sid}", headers=other_auth).status_code == 404
+        assert httpx.post(f"{base}/v1/sessions/{sid}/end", headers=other_auth).status_code == 404
+        shown = httpx.get(f"{base}/v1/sessions/{sid}", headers=auth).json()
+        assert shown["turns"] == 1 and shown["retention_rule"]
+        ended = httpx.post(f"{base}/v1/sessions/{sid}/end", headers=auth, timeout=60)
+        assert ended.status_code == 200, ended.text
+        upstream = git("--git-dir", str(host.root / "acme" / "widgets.git"), "rev-parse", f"refs/heads/ringfence/{sid}")
+        assert upstream.stdout.strip() == ended.json()["pushed"]
+        assert httpx.post(f"{base}/v1/sessions/{sid}/prompts", json={"text": "x"}, headers=auth).status_code == 404
+        assert content.count_content(store, sid) == 3
+        assert httpx.delete(f"{base}/v1/sessions/{sid}", headers=auth).status_code == 204
+        assert content.count_content(store, sid) == 0
+        listed = httpx.get(f"{base}/v1/sessions", headers=auth).json()
+        assert [s["state"] for s in listed] == ["deleted"]
+        bad = httpx.post(
+            f"{base}/v1/sessions",
+            json={"repository_id": repo.id, "network": "custom", "allow": ["*.com"]},
+            headers=auth,
+        )
+        assert bad.status_code == 422 and "too broad" in bad.text
+        assert len(httpx.get(f"{base}/v1/sessions", headers=auth).json()) == 1  # nothing recorded for it
+    assert not list(backend.root.glob("sbx_*"))
+
+
+def test_without_sandboxes_the_session_routes_say_so(store: Store) -> None:
+    user = accounts.create_user(store, "u", T0, actor="t", plan="pro")
+    _, token = accounts.create_api_key(store, user.id, "t", T0, actor="t")
+    with serving(create_app(store)) as base:
+        answer = httpx.post(
+            f"{base}/v1/sessions", json={"repository_id": "r"}, headers={"Authorization": f"Bearer {token.reveal()}"}
+        )
+    assert answer.status_code == 503 and "no sandboxes" in answer.text
