@@ -46,6 +46,10 @@ class Settings(BaseModel):
     sandbox_workspace_size: str = Field("10G", description="workspace size per sandbox (a sparse disk image); 0: none")
     sandbox_cpu_weight: int = Field(100, ge=1, le=10_000, description="CPU share under contention; 100 is equal")
     sandbox_timeout_seconds: float = Field(600.0, gt=0, description="wall-clock limit of one command")
+    egress_allow_ranges: list[str] = Field(
+        default_factory=list, description="CIDR ranges sessions may reach though not public (your own networks)"
+    )
+    demo: bool = Field(True, description="on first start, set up a demo organization, user and local repository")
 
     @field_validator("listen")
     @classmethod
@@ -108,6 +112,7 @@ _ENV = {
             "sandbox_workspace_size",
             "sandbox_cpu_weight",
             "sandbox_timeout_seconds",
+            "demo",
         )
     },
 }

@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from ringfence.api.auth import CurrentPrincipal, CurrentStore
 from ringfence.api.errors import Unavailable
+from ringfence.audit.table import audit_records
 from ringfence.sandbox import Exit
 from ringfence.sessions.manager import Environment, SessionManager
 from ringfence.store.errors import NotFound
@@ -143,3 +144,16 @@ async def delete(session_id: str, who: CurrentPrincipal, store: CurrentStore, re
 
         content.delete_session(store, session_id, request.app.state.clock(), actor=who.id)
     return Response(status_code=204)
+
+
+@router.get("/sessions/{session_id}/egress", summary="What left the session: its egress and gateway audit records")
+def egress(session_id: str, who: CurrentPrincipal, store: CurrentStore) -> list[dict[str, Any]]:
+    _own(store, session_id, who)
+    with store.read() as db:
+        rows = db.execute(
+            select(audit_records.c.seq, audit_records.c.at, audit_records.c.kind, audit_records.c.data)
+            .where(audit_records.c.subject == session_id)
+            .where(audit_records.c.kind.in_(("egress.connection", "gateway.request")))
+            .order_by(audit_records.c.seq)
+        ).all()
+    return [{"seq": r.seq, "at": r.at, "kind": r.kind, **json.loads(r.data)} for r in rows]

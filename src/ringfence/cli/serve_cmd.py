@@ -16,6 +16,8 @@ from ringfence.cli.common import DataDir, now, reports_errors, settings, store_f
 from ringfence.cli.console import err, out
 from ringfence.config import Settings
 from ringfence.sandbox import BubblewrapBackend, SandboxError
+from ringfence.sessions.demo import start_demo
+from ringfence.sessions.embedded import embedded_sessions
 from ringfence.store import accounts
 from ringfence.store.crypto import Secret
 from ringfence.store.db import Store
@@ -72,5 +74,27 @@ def serve(
     out.print(f"web address:  http://{shown}:{port}/   (API docs at /docs, schema at /openapi.json)")
     out.print(f"admin token:  {token.reveal()}")
     out.print(f"try:          curl -H 'Authorization: Bearer {token.reveal()}' http://{shown}:{port}/v1/me")
-    app = create_app(store, sweep_interval=config.sweep_interval_seconds)
+    sessions = None
+    if sandboxes_available(config):
+        sessions = embedded_sessions(store, config, now)
+        if config.demo:
+            demo = start_demo(store, config.data_dir, int(port) + 1, now())
+            at = f" --server http://{shown}:{port}" if config.listen != "127.0.0.1:8600" else ""
+            out.print("")
+            out.print(f"demo: a local repository host at {demo.host.url} holds demo/example; start a session on it:")
+            out.print(f"  export RINGFENCE_TOKEN={demo.token.reveal()}")
+            out.print(f"  ringfence session start{at} --repo {demo.repository_id}")
+            out.print(f'  ringfence session prompt{at} SESSION "add a note"')
+            out.print(f"  ringfence session show{at} SESSION      # its egress audit, among the rest")
+    app = create_app(store, sweep_interval=config.sweep_interval_seconds, sessions=sessions)
     uvicorn.run(app, host=host.strip("[]"), port=int(port), log_level="info")
+
+
+def sandboxes_available(config: Settings) -> bool:
+    """Whether this host can run sessions (bubblewrap, seccomp, a usable sandbox directory); says why not."""
+    try:
+        BubblewrapBackend(config.sandbox_dir, rootfs=config.sandbox_rootfs)
+    except (SandboxError, OSError) as exc:
+        err.print(f"[bold yellow]warning:[/] sessions are unavailable on this host: {exc}")
+        return False
+    return True

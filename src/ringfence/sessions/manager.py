@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -124,6 +124,7 @@ class SessionManager:
         self.runtime_dir, self.clock = runtime_dir, clock
         runtime_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.live: dict[str, LiveSession] = {}
+        self.closers: list[Callable[[], Awaitable[None]]] = []  # run last at shutdown (e.g. audit writers)
 
     async def start(self, user_id: str, repository_id: str, environment: Environment | None = None) -> LiveSession:
         env = environment or Environment()
@@ -241,3 +242,5 @@ class SessionManager:
         await self.close()
         await self.egress.close()
         await self.gateway.close()
+        for closer in self.closers:
+            await closer()

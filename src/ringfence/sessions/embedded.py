@@ -1,0 +1,50 @@
+"""The embedded defaults: one server process runs the sandboxes, the egress proxy and the gateway for every
+session (ARCHITECTURE: "proxies inside the server process"), with both proxies' records in the store's hash
+chain. `embedded_sessions` is what `ringfence serve` hands to the API app."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+
+from ringfence.config import Settings
+from ringfence.egress.audit import BatchedAudit, StoreWriter
+from ringfence.egress.proxy import EgressProxy
+from ringfence.gateway.git_proxy import Gateway
+from ringfence.net.addresses import AddressPolicy
+from ringfence.net.interfaces import host_addresses
+from ringfence.net.resolve import CachingResolver, DnsResolver
+from ringfence.sandbox import BubblewrapBackend
+from ringfence.sessions.manager import SessionManager, StoreHosts
+from ringfence.store.db import Store
+
+
+def embedded_sessions(
+    store: Store, config: Settings, clock: Callable[[], datetime]
+) -> Callable[[], Awaitable[SessionManager]]:
+    async def build() -> SessionManager:
+        backend = BubblewrapBackend(config.sandbox_dir, rootfs=config.sandbox_rootfs)
+        stamp = lambda: clock().isoformat()  # noqa: E731
+        egress_audit = BatchedAudit(StoreWriter(store), stamp)
+        gateway_audit = BatchedAudit(StoreWriter(store), stamp)
+        egress_audit.start()
+        gateway_audit.start()
+        egress = EgressProxy(
+            AddressPolicy.parse(config.egress_allow_ranges, host_addresses()),
+            CachingResolver(DnsResolver()),
+            egress_audit,
+            clock=clock,
+        )
+        manager = SessionManager(
+            store,
+            backend,
+            config.data_dir / "run",
+            egress,
+            Gateway(gateway_audit, clock=clock),
+            StoreHosts(store),
+            clock,
+        )
+        manager.closers += [egress_audit.close, gateway_audit.close]
+        return manager
+
+    return build

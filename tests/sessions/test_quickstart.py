@@ -1,0 +1,93 @@
+"""The quickstart as a user meets it: `ringfence serve` prints a demo token and repository, and the printed
+`ringfence session` commands start a session, prompt it, show it (with its gateway records) and end it."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from tests.gateway.git_host import git
+
+
+def two_free_ports() -> int:
+    for _ in range(50):
+        with socket.socket() as a:
+            a.bind(("127.0.0.1", 0))
+            port = a.getsockname()[1]
+        with socket.socket() as b:
+            if b.connect_ex(("127.0.0.1", port + 1)) != 0:
+                return port
+    raise RuntimeError("no two consecutive free ports")
+
+
+def test_serve_prints_a_working_quickstart(tmp_path: Path) -> None:
+    base = Path(tempfile.mkdtemp(prefix="rf-quick-"))
+    base.chmod(0o711)
+    port = two_free_ports()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RINGFENCE_")}
+    env.update(
+        RINGFENCE_DATA_DIR=str(tmp_path / "data"),
+        RINGFENCE_SANDBOX_DIR=str(base / "sandboxes"),
+        RINGFENCE_LISTEN=f"127.0.0.1:{port}",
+        COLUMNS="200",
+    )
+    server = subprocess.Popen(
+        [sys.executable, "-m", "ringfence", "serve"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    try:
+        printed = ""
+        assert server.stdout is not None
+        while "session show" not in printed:
+            line = server.stdout.readline()
+            assert line, printed
+            printed += line
+        token = re.search(r"RINGFENCE_TOKEN=(\S+)", printed).group(1)  # type: ignore[union-attr]
+        repo = re.search(r"--repo (\S+)", printed).group(1)  # type: ignore[union-attr]
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.1)
+        cli_env = {**env, "RINGFENCE_TOKEN": token}
+
+        def session(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([sys.executable, "-m", "ringfence", "session", *args], capture_output=True,
+                                  text=True, env=cli_env, timeout=300)  # fmt: skip
+
+        started = session("start", "--repo", repo)
+        assert started.returncode == 0, started.stderr
+        sid = started.stdout.strip().splitlines()[-1]
+        prompted = session("prompt", sid, "add a note")
+        assert prompted.returncode == 0 and "edited AGENT_NOTES.md" in prompted.stdout, prompted.stderr
+        shown = session("show", sid)
+        assert shown.returncode == 0 and "gateway.request" in shown.stdout and "allow" in shown.stdout, shown.stdout
+        ended = session("end", sid)
+        assert ended.returncode == 0 and "session ended" in ended.stdout, ended.stderr
+        bare = tmp_path / "data" / "githost" / "demo" / "example.git"
+        assert git("--git-dir", str(bare), "rev-parse", f"refs/heads/ringfence/{sid}").returncode == 0
+        missing = session("show", "ses_nope")
+        assert missing.returncode == 1 and "404" in missing.stderr
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        if server.stdout is not None:
+            server.stdout.close()
+        leftovers = list((base / "sandboxes").glob("sbx_*"))
+        shutil.rmtree(base, ignore_errors=True)
+    assert leftovers == []  # the ended session's sandbox is gone, and the server stopped cleanly
