@@ -9,7 +9,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import audit_bench, bridge_bench, egress_bench, gateway_bench, policy_bench, sandbox_bench, sweep_bench
+from bench import (
+    audit_bench,
+    bridge_bench,
+    egress_bench,
+    gateway_bench,
+    policy_bench,
+    sandbox_bench,
+    sessions_bench,
+    sweep_bench,
+)
 from bench.common import Figure, machine
 
 
@@ -29,6 +38,7 @@ def main() -> int:
         ("bridge", lambda: bridge_bench.run(512 // scale, 9 if not args.quick else 3)),
         ("egress", lambda: egress_bench.run(1024 // scale, 5.0 if not args.quick else 2.0, 10_000 // scale)),
         ("gateway", lambda: gateway_bench.run(3 if not args.quick else 1, 500 // scale)),
+        ("sessions", lambda: sessions_bench.run(15 if not args.quick else 3)),
     ]:
         print(f"running {label} ...", flush=True)
         figures.extend(bench())

@@ -154,3 +154,28 @@ def test_delete_tears_down_and_makes_content_unreadable(
     assert not list(backend.root.glob("sbx_*"))
     refs = git("--git-dir", str(host.root / "acme" / "widgets.git"), "for-each-ref", "--format=%(refname)")
     assert f"refs/heads/ringfence/{session_id}" not in refs.stdout  # nothing was pushed
+
+
+def test_twenty_concurrent_sessions_all_complete(
+    store: Store,
+    backend: BubblewrapBackend,  # noqa: F811
+    host: GitHost,
+    tmp_path: Path,
+) -> None:
+    users = [accounts.create_user(store, f"u{i}", NOW, actor="t", plan="pro") for i in range(20)]
+    repos = [accounts.connect_repository(store, u.id, f"{host.url}/acme/widgets.git", NOW, actor="t") for u in users]
+
+    async def go() -> list[tuple[str, str, str]]:
+        manager = await manager_for(store, backend, host, tmp_path)
+        try:
+            return await asyncio.gather(
+                *(one_turn(manager, u.id, r.id, Environment(network="none")) for u, r in zip(users, repos, strict=True))
+            )
+        finally:
+            await manager.shutdown()
+
+    results = asyncio.run(go())
+    assert len(results) == 20 and all("done" in output for _, output, _ in results)
+    heads = git("--git-dir", str(host.root / "acme" / "widgets.git"), "for-each-ref", "--format=%(refname)").stdout
+    assert sum(f"refs/heads/ringfence/{sid}" in heads for sid, _, _ in results) == 20
+    assert not list(backend.root.glob("sbx_*"))

@@ -91,3 +91,83 @@ def test_serve_prints_a_working_quickstart(tmp_path: Path) -> None:
         leftovers = list((base / "sandboxes").glob("sbx_*"))
         shutil.rmtree(base, ignore_errors=True)
     assert leftovers == []  # the ended session's sandbox is gone, and the server stopped cleanly
+
+
+class Server:
+    """`ringfence serve` as a real process with its own data and sandbox directories."""
+
+    def __init__(self, data: Path, sandboxes: Path, port: int) -> None:
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("RINGFENCE_")}
+        self.env.update(RINGFENCE_DATA_DIR=str(data), RINGFENCE_SANDBOX_DIR=str(sandboxes),
+                        RINGFENCE_LISTEN=f"127.0.0.1:{port}", COLUMNS="200")  # fmt: skip
+        self.port = port
+        self.proc = subprocess.Popen([sys.executable, "-m", "ringfence", "serve"], stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True, env=self.env)  # fmt: skip
+        printed = ""
+        assert self.proc.stdout is not None
+        while "session show" not in printed:
+            line = self.proc.stdout.readline()
+            assert line, printed
+            printed += line
+        self.token = re.search(r"RINGFENCE_TOKEN=(\S+)", printed).group(1)  # type: ignore[union-attr]
+        self.repo = re.search(r"--repo (\S+)", printed).group(1)  # type: ignore[union-attr]
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    return
+            time.sleep(0.1)
+
+    def session(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "ringfence", "session", *args], capture_output=True, text=True,
+                              env={**self.env, "RINGFENCE_TOKEN": self.token}, timeout=300)  # fmt: skip
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(timeout=20)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+def test_sigkill_mid_session_leaves_no_orphans_and_the_session_resumes(tmp_path: Path) -> None:
+    base = Path(tempfile.mkdtemp(prefix="rf-crash-"))
+    base.chmod(0o711)
+    port = two_free_ports()
+    first = Server(tmp_path / "data", base / "sandboxes", port)
+    try:
+        started = first.session("start", "--repo", first.repo)
+        assert started.returncode == 0, started.stderr
+        sid = started.stdout.strip().splitlines()[-1]
+        assert first.session("prompt", sid, "before the crash").returncode == 0
+        assert list((base / "sandboxes").glob("sbx_*"))  # a live sandbox exists
+    finally:
+        first.kill()  # SIGKILL: no cleanup at all
+    second = Server(tmp_path / "data", base / "sandboxes", port)
+    try:
+        assert not list((base / "sandboxes").glob("sbx_*"))  # reconciled at start: no orphan sandbox
+        orphans = subprocess.run(["pgrep", "-f", f"sbx_|ringfence/{sid}"], capture_output=True, text=True)
+        assert orphans.stdout.strip() == ""
+        shown = second.session("show", sid)
+        assert shown.returncode == 0 and "running: False" in shown.stdout.replace("  ", " "), shown.stdout
+        resumed = second.session("resume", sid)
+        assert resumed.returncode == 0, resumed.stderr
+        assert second.session("prompt", sid, "after the crash").returncode == 0
+        assert second.session("end", sid).returncode == 0
+        bare = tmp_path / "data" / "githost" / "demo" / "example.git"
+        log = git("--git-dir", str(bare), "log", "--format=%s", f"refs/heads/ringfence/{sid}").stdout
+        assert "agent: after the crash" in log
+    finally:
+        second.stop()
+        shutil.rmtree(base, ignore_errors=True)
+    verify = subprocess.run([sys.executable, "-m", "ringfence", "audit", "verify"], capture_output=True, text=True,
+                            env=second.env)  # fmt: skip
+    assert verify.returncode == 0, verify.stdout + verify.stderr

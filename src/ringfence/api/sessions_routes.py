@@ -34,6 +34,13 @@ class SessionIn(BaseModel):
     telemetry: bool = True
 
 
+class ResumeIn(BaseModel):
+    network: Literal["none", "trusted", "custom", "full"] = "trusted"
+    allow: list[str] = Field(default_factory=list, max_length=500)
+    deny: list[str] = Field(default_factory=list, max_length=500)
+    telemetry: bool = True
+
+
 class PromptIn(BaseModel):
     text: str = Field(min_length=1, max_length=100_000)
 
@@ -76,6 +83,17 @@ async def start(body: SessionIn, who: CurrentPrincipal, store: CurrentStore, req
     env = Environment(network=body.network, allow=tuple(body.allow), deny=tuple(body.deny), telemetry=body.telemetry)
     live = await manager.start(who.id, body.repository_id, env)
     return _out(_own(store, live.id, who), manager)
+
+
+@router.post("/sessions/{session_id}/resume", summary="Resume an ended or interrupted session in a new sandbox")
+async def resume(
+    session_id: str, body: ResumeIn, who: CurrentPrincipal, store: CurrentStore, request: Request
+) -> dict[str, Any]:
+    manager = _manager(request)
+    _own(store, session_id, who)
+    env = Environment(network=body.network, allow=tuple(body.allow), deny=tuple(body.deny), telemetry=body.telemetry)
+    await manager.resume(session_id, who.id, env)
+    return _out(_own(store, session_id, who), manager)
 
 
 @router.get("/sessions", summary="Your sessions")

@@ -80,6 +80,21 @@ def start(
     out.print(made["id"], highlight=False)
 
 
+@app.command("resume")
+def resume(
+    session: Annotated[str, typer.Argument(help="the session id")],
+    network: Annotated[str, typer.Option(help="none, trusted, custom or full")] = "trusted",
+    server: Server = None,
+    token: Token = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Resume an ended or interrupted session in a new sandbox, from its pushed branch."""
+    base, bearer = _client(server, token, data_dir)
+    with out.status("starting the sandbox and cloning through the gateway..."):
+        made = _run(lambda: _call(base, bearer, "POST", f"/v1/sessions/{session}/resume", {"network": network}))
+    out.print(f"session {made['id']} resumed on branch {made['branch']}")
+
+
 @app.command("prompt")
 def prompt(
     session: Annotated[str, typer.Argument(help="the session id")],

@@ -45,6 +45,7 @@ def embedded_sessions(
             clock,
         )
         manager.closers += [egress_audit.close, gateway_audit.close]
+        await manager.recover()  # sessions a crashed server left behind are marked interrupted (resumable)
         return manager
 
     return build

@@ -21,11 +21,13 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
+from ringfence.audit import AuditEntry
 from ringfence.egress.proxy import EgressProxy, ProxyLimits
 from ringfence.egress.rules import session_policy
 from ringfence.gateway.credentials import CredentialSource, NoCredential, StoredToken
 from ringfence.gateway.git_proxy import Gateway, GitSession
 from ringfence.gateway.routes import Repository
+from ringfence.policy.calendar import format_time
 from ringfence.sandbox import BubblewrapBackend, Exit, Limits, Output, SandboxSpec
 from ringfence.sandbox.bubblewrap import BubblewrapSandbox
 from ringfence.sandbox.spec import GATEWAY_PORT, ProxyRoutes
@@ -36,8 +38,14 @@ from ringfence.store.db import Store
 from ringfence.store.errors import ContentRefused, NotFound
 from ringfence.store.models import Repository as RepositoryRow
 from ringfence.store.models import RepositoryCredential
+from ringfence.store.models import Session as SessionRow
 
 AGENT_PATH = "/workspace/.ringfence-agent.py"
+# A real agent finds its model API at the gateway and holds only a placeholder key, useless anywhere else.
+MODEL_ENV = {
+    "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{GATEWAY_PORT}/model/anthropic",
+    "ANTHROPIC_API_KEY": "ringfence-placeholder-key",
+}
 MAX_KEPT_OUTPUT = 4 * 2**20  # what one turn keeps of the agent's output (the stream itself is not cut)
 
 
@@ -130,6 +138,25 @@ class SessionManager:
         env = environment or Environment()
         session_policy(env.network, env.allow, env.deny)  # bad rules are refused before anything is recorded
         row = content.start_session(self.store, user_id, self.clock(), repository_id=repository_id)
+        return await self._launch(row.id, user_id, repository_id, env, resume=False)
+
+    async def resume(self, session_id: str, user_id: str, environment: Environment | None = None) -> LiveSession:
+        """A new sandbox for an ended or interrupted session, from its pushed branch (or the default branch if it
+        never pushed): new activity, so consent and retention are decided again."""
+        env = environment or Environment()
+        session_policy(env.network, env.allow, env.deny)
+        if session_id in self.live:
+            raise SessionError(f"session {session_id} is running already")
+        with self.store.read() as db:
+            row = db.get(SessionRow, session_id)
+        if row is None or row.user_id != user_id or row.repository_id is None:
+            raise NotFound(f"no session {session_id!r}")
+        content.record_activity(self.store, session_id, self.clock(), actor=user_id)  # refused once deleted
+        return await self._launch(session_id, user_id, row.repository_id, env, resume=True)
+
+    async def _launch(
+        self, session_id: str, user_id: str, repository_id: str, env: Environment, *, resume: bool
+    ) -> LiveSession:
         with self.store.read() as db:
             repo_row = db.get(RepositoryRow, repository_id)
             if repo_row is None:
@@ -137,8 +164,8 @@ class SessionManager:
             repository = Repository(repo_row.owner, repo_row.name)
             repo_host = urlsplit(repo_row.url).hostname or repo_row.host
         upstream, credential, api_url = self.host.resolve(repo_row)
-        branch = f"ringfence/{row.id}"
-        directory = self.runtime_dir / row.id
+        branch = f"ringfence/{session_id}"
+        directory = self.runtime_dir / session_id
         directory.mkdir(mode=0o700)
         routes = ProxyRoutes(egress=directory / "egress.sock", gateway=directory / "gateway.sock")
         sandbox: BubblewrapSandbox | None = None
@@ -146,30 +173,54 @@ class SessionManager:
             policy = session_policy(
                 env.network, env.allow, env.deny, repository_host=repo_host, deny_telemetry=not env.telemetry
             )
-            self.egress.add_session(row.id, policy, env.egress_limits)
-            await self.egress.listen_unix(row.id, routes.egress)
-            self.gateway.add_session(GitSession(row.id, repository, branch, upstream, credential, api_url))
+            self.egress.add_session(session_id, policy, env.egress_limits)
+            await self.egress.listen_unix(session_id, routes.egress)
+            self.gateway.add_session(GitSession(session_id, repository, branch, upstream, credential, api_url))
             assert routes.gateway is not None
-            await self.gateway.listen_unix(row.id, routes.gateway)
+            await self.gateway.listen_unix(session_id, routes.gateway)
             sandbox = await self.backend.create(
-                SandboxSpec(network="proxy", proxies=routes, limits=env.limits, env=dict(env.agent_env))
+                SandboxSpec(
+                    network="proxy", proxies=routes, limits=env.limits, env={**MODEL_ENV, **dict(env.agent_env)}
+                )
             )
-            live = LiveSession(row.id, user_id, repository, branch, sandbox, directory, env)
+            live = LiveSession(session_id, user_id, repository, branch, sandbox, directory, env)
             remote = f"http://127.0.0.1:{GATEWAY_PORT}{repository.path}"
             clone = await sandbox.run(["git", "clone", "-q", remote, "repo"], timeout=600)
             if clone.code != 0:
                 raise SessionError(f"cloning {repository} failed: {clone.stderr.decode(errors='replace')[-500:]}")
-            checkout = await sandbox.run(["git", "-C", "repo", "checkout", "-q", "-b", branch])
-            base = await sandbox.run(["git", "-C", "repo", "rev-parse", "HEAD"])
+            base = await sandbox.run(["git", "-C", "repo", "rev-parse", "HEAD"])  # the default branch: the base
+            pushed = await sandbox.run(["git", "-C", "repo", "rev-parse", "-q", "--verify", f"origin/{branch}"])
+            if resume and pushed.code == 0:
+                checkout = await sandbox.run(["git", "-C", "repo", "checkout", "-q", "-b", branch, f"origin/{branch}"])
+            else:
+                checkout = await sandbox.run(["git", "-C", "repo", "checkout", "-q", "-b", branch])
             if checkout.code != 0 or base.code != 0:
                 raise SessionError(f"preparing branch {branch} failed: {checkout.stderr.decode(errors='replace')}")
             live.base_commit = base.stdout.decode().strip()
             await sandbox.write_file(AGENT_PATH.removeprefix("/workspace/"), Path(builtin_agent.__file__).read_bytes())
         except BaseException:
-            await self._teardown(row.id, sandbox, directory)
+            await self._teardown(session_id, sandbox, directory)
             raise
-        self.live[row.id] = live
+        self.live[session_id] = live
         return live
+
+    async def recover(self) -> list[str]:
+        """At start: sessions whose runtime directory survived a crash were interrupted. Their sandboxes were
+        already reconciled away; their stored turns stay; each is audited as interrupted (and can be resumed)."""
+        interrupted = []
+        for directory in sorted(self.runtime_dir.iterdir()):
+            if directory.name in self.live:
+                continue
+            shutil.rmtree(directory, ignore_errors=True)
+            with self.store.write() as db:
+                if db.get(SessionRow, directory.name) is None:
+                    continue
+                self.store.audit.append(
+                    db.connection(),
+                    AuditEntry("session.interrupted", directory.name, format_time(self.clock()), {"resumable": True}),
+                )
+            interrupted.append(directory.name)
+        return interrupted
 
     def _get(self, session_id: str) -> LiveSession:
         live = self.live.get(session_id)

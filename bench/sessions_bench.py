@@ -1,0 +1,108 @@
+"""Sessions end to end on this machine: time to a ready session (sandbox, proxies, clone through the gateway)
+against a plain `git clone` from the same local host in the same run, and whole lifecycles per minute with where
+the time goes."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench.common import Figure, fresh_store
+from ringfence.egress.proxy import EgressProxy
+from ringfence.gateway.credentials import StaticToken
+from ringfence.gateway.git_proxy import Gateway
+from ringfence.githost import GitHost, git, make_repository
+from ringfence.net.addresses import AddressPolicy
+from ringfence.net.resolve import CachingResolver, StaticResolver
+from ringfence.sandbox import BubblewrapBackend
+from ringfence.sessions.manager import Environment, RepositoryHost, SessionManager
+from ringfence.store import accounts
+from ringfence.store.crypto import Secret
+
+TOKEN = "bench-session-token-0123"
+
+
+def run(rounds: int = 15) -> list[Figure]:
+    base = Path(tempfile.mkdtemp(prefix="rf-bench-sessions-"))
+    base.chmod(0o711)
+    try:
+        with fresh_store() as (store, _):
+            return asyncio.run(_run(store, base, rounds))
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+async def _run(store, base: Path, rounds: int) -> list[Figure]:  # type: ignore[no-untyped-def]
+    make_repository(base / "host", "demo", "example", commits=20)
+    host = GitHost(base / "host", TOKEN)
+    now = datetime.now(UTC)
+    user = accounts.create_user(store, "bench", now, actor="bench", plan="pro")
+    repo = accounts.connect_repository(store, user.id, f"{host.url}/demo/example.git", now, actor="bench")
+    manager = SessionManager(
+        store,
+        BubblewrapBackend(base / "sandboxes"),
+        base / "run",
+        EgressProxy(AddressPolicy.parse([]), CachingResolver(StaticResolver({}))),
+        Gateway(),
+        RepositoryHost(host.url, lambda _r: StaticToken("basic", Secret(TOKEN))),
+        lambda: datetime.now(UTC),
+    )
+    auth = ["-c", f"http.extraHeader=Authorization: {host.expected()}"]
+    ready, plain, lifecycle = [], [], []
+    split: dict[str, list[float]] = {"start (sandbox + clone)": [], "agent turn + capture": [], "push + teardown": []}
+    env = Environment(network="none")
+    try:
+        for i in range(rounds):
+            start = time.perf_counter()
+            shutil.rmtree(base / "plain", ignore_errors=True)
+            git(*auth, "clone", "-q", f"{host.url}/demo/example.git", str(base / "plain"))
+            plain.append(time.perf_counter() - start)
+            t0 = time.perf_counter()
+            live = await manager.start(user.id, repo.id, env)
+            t1 = time.perf_counter()
+            ready.append(t1 - t0)
+            async for _ in manager.prompt(live.id, f"round {i}"):
+                pass
+            t2 = time.perf_counter()
+            await manager.end(live.id)
+            t3 = time.perf_counter()
+            lifecycle.append(t3 - t0)
+            for name, value in zip(split, (t1 - t0, t2 - t1, t3 - t2), strict=True):
+                split[name].append(value)
+    finally:
+        await manager.shutdown()
+        host.close()
+    extra_ms = (statistics.median(ready) - statistics.median(plain)) * 1000
+    per_minute = 60 / statistics.median(lifecycle)
+    parts = ", ".join(f"{name} {statistics.median(v) * 1000:.0f} ms" for name, v in split.items())
+    return [
+        Figure(
+            f"time to a ready session vs a plain git clone of the same repository ({rounds} rounds, p50)",
+            extra_ms,
+            "ms more",
+            "<= 300 ms",
+            extra_ms <= 300,
+            f"ready {statistics.median(ready) * 1000:.0f} ms (sandbox, both proxies, clone through the gateway, "
+            f"branch); plain clone {statistics.median(plain) * 1000:.0f} ms",
+        ),
+        Figure(
+            "whole session lifecycles per minute (start, one built-in agent turn, end), sequential",
+            per_minute,
+            "sessions/min",
+            "report",
+            True,
+            f"median {statistics.median(lifecycle) * 1000:.0f} ms each: {parts}",
+        ),
+    ]
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    for figure in run(5):
+        print(figure)
