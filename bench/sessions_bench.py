@@ -59,8 +59,8 @@ async def _run(store, base: Path, rounds: int) -> list[Figure]:  # type: ignore[
     env = Environment(network="none")
     try:
         for i in range(rounds):
-            start = time.perf_counter()
             shutil.rmtree(base / "plain", ignore_errors=True)
+            start = time.perf_counter()
             git(*auth, "clone", "-q", f"{host.url}/demo/example.git", str(base / "plain"))
             plain.append(time.perf_counter() - start)
             t0 = time.perf_counter()

@@ -83,6 +83,12 @@ def test_a_session_through_the_api(store: Store, backend: BubblewrapBackend, hos
         assert upstream.stdout.strip() == ended.json()["pushed"]
         assert httpx.post(f"{base}/v1/sessions/{sid}/prompts", json={"text": "x"}, headers=auth).status_code == 404
         assert content.count_content(store, sid) == 3
+        rated = httpx.post(f"{base}/v1/sessions/{sid}/rating", json={"value": 3}, headers=auth)
+        assert rated.status_code == 204
+        bad_rating = httpx.post(f"{base}/v1/sessions/{sid}/rating", json={"value": 7}, headers=auth)
+        assert bad_rating.status_code == 422
+        sent = httpx.post(f"{base}/v1/sessions/{sid}/feedback", json={"transcript": "it worked"}, headers=auth)
+        assert sent.status_code == 201 and sent.json()["delete_after"].startswith("2031")
         assert httpx.delete(f"{base}/v1/sessions/{sid}", headers=auth).status_code == 204
         assert content.count_content(store, sid) == 0
         listed = httpx.get(f"{base}/v1/sessions", headers=auth).json()

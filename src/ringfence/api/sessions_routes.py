@@ -20,6 +20,7 @@ from ringfence.api.errors import Unavailable
 from ringfence.audit.table import audit_records
 from ringfence.sandbox import Exit
 from ringfence.sessions.manager import Environment, SessionManager
+from ringfence.store import content
 from ringfence.store.errors import NotFound
 from ringfence.store.models import Session
 
@@ -158,8 +159,6 @@ async def delete(session_id: str, who: CurrentPrincipal, store: CurrentStore, re
     if manager is not None:
         await manager.delete(session_id, actor=who.id)
     else:
-        from ringfence.store import content
-
         content.delete_session(store, session_id, request.app.state.clock(), actor=who.id)
     return Response(status_code=204)
 
@@ -175,3 +174,29 @@ def egress(session_id: str, who: CurrentPrincipal, store: CurrentStore) -> list[
             .order_by(audit_records.c.seq)
         ).all()
     return [{"seq": r.seq, "at": r.at, "kind": r.kind, **json.loads(r.data)} for r in rows]
+
+
+class FeedbackIn(BaseModel):
+    transcript: str = Field(min_length=1, max_length=16 * 2**20)
+
+
+class RatingIn(BaseModel):
+    value: Literal[1, 2, 3, "dismiss"]
+
+
+@router.post("/sessions/{session_id}/feedback", status_code=201, summary="Send feedback with the transcript")
+def feedback(
+    session_id: str, body: FeedbackIn, who: CurrentPrincipal, store: CurrentStore, request: Request
+) -> dict[str, Any]:
+    """The transcript is kept 5 years under its own key (POLICY.md); refused under zero data retention."""
+    _own(store, session_id, who)
+    made = content.add_feedback(store, session_id, body.transcript, request.app.state.clock(), actor=who.id)
+    return {"id": made.id, "delete_after": made.delete_after.isoformat()}
+
+
+@router.post("/sessions/{session_id}/rating", status_code=204, summary="Rate a session: 1, 2, 3 or dismiss")
+def rating(session_id: str, body: RatingIn, who: CurrentPrincipal, store: CurrentStore, request: Request) -> Response:
+    """Only the rating is stored: nothing of the session's content."""
+    _own(store, session_id, who)
+    content.rate(store, session_id, body.value, request.app.state.clock(), actor=who.id)
+    return Response(status_code=204)
