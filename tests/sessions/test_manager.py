@@ -179,3 +179,42 @@ def test_twenty_concurrent_sessions_all_complete(
     heads = git("--git-dir", str(host.root / "acme" / "widgets.git"), "for-each-ref", "--format=%(refname)").stdout
     assert sum(f"refs/heads/ringfence/{sid}" in heads for sid, _, _ in results) == 20
     assert not list(backend.root.glob("sbx_*"))
+
+
+@pytest.mark.parametrize(
+    ("account", "eligible"),
+    [("consumer-on", True), ("consumer-off", False), ("team", False), ("team-dpp", True)],
+)
+def test_training_eligibility_of_real_sessions_follows_the_policy(
+    store: Store,
+    backend: BubblewrapBackend,  # noqa: F811
+    host: GitHost,
+    tmp_path: Path,
+    account: str,
+    eligible: bool,
+) -> None:
+    """A consumer with training on or off; a commercial organization with and without the Development Partner
+    Program: the session's turns are in a training export exactly when the policy says so."""
+    from ringfence.store.export import eligible_sessions
+
+    if account.startswith("consumer"):
+        user = accounts.create_user(store, "u", NOW, actor="t", plan="pro")
+        accounts.set_training(store, user.id, account == "consumer-on", NOW, actor=user.id)
+    else:
+        org = accounts.create_organization(store, "acme", "team", NOW, actor="t")
+        user = accounts.create_user(store, "m", NOW, actor="t", org_id=org.id, org_admin=True)
+        if account == "team-dpp":
+            accounts.set_org_switch(store, org.id, "dpp", True, NOW, actor=user.id)
+    repo = accounts.connect_repository(store, user.id, f"{host.url}/acme/widgets.git", NOW, actor="t")
+
+    async def go() -> str:
+        manager = await manager_for(store, backend, host, tmp_path)
+        try:
+            session_id, _, _ = await one_turn(manager, user.id, repo.id, Environment(network="none"))
+            return session_id
+        finally:
+            await manager.shutdown()
+
+    session_id = asyncio.run(go())
+    assert content.count_content(store, session_id) == 3  # kept in every case: eligibility is a separate decision
+    assert (session_id in [sid for sid, _ in eligible_sessions(store, NOW)]) == eligible
