@@ -599,8 +599,11 @@ class EgressProxy:
                 await downloading
                 await asyncio.wait_for(uploading, state.limits.idle_timeout)
             finally:
+                # Cancelled AND awaited before the sockets close: a task left pending would later unregister, by
+                # descriptor number, whatever socket has reused that number (another connection's reader).
                 uploading.cancel()
                 downloading.cancel()
+                await asyncio.gather(uploading, downloading, return_exceptions=True)
         except (h11.ProtocolError, OSError, TimeoutError) as exc:
             record.update(decision="error", reason=f"upstream exchange failed: {exc}"[:300], rule="upstream")
             record.update(bytes_up=bytes_up, bytes_down=bytes_down)
