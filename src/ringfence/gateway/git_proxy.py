@@ -98,6 +98,14 @@ class GatewayLimits:
     idle_timeout: float = 600.0
 
 
+class _Hidden(bytes):
+    """A credential header value: bytes for h11, but its repr never shows it (tracebacks, debuggers, test
+    reports print locals)."""
+
+    def __repr__(self) -> str:
+        return "b'[redacted]'"
+
+
 class _Refused(Exception):
     def __init__(self, status: int, reason: str, rule: str) -> None:
         super().__init__(reason)
@@ -326,7 +334,7 @@ class Gateway:
         except CredentialError as exc:
             raise _Refused(502, str(exc), "upstream:credential") from None
         if authorization:
-            extra.append((b"Authorization", authorization))  # here, and nowhere else
+            extra.append((b"Authorization", _Hidden(authorization)))  # here, and nowhere else
         record.update(rule="git:" + route.service)
         return await self._upstream(
             session.upstream, target, request, _FORWARDED, extra, body, first, conn, writer, record, "repository host"
@@ -374,7 +382,7 @@ class Gateway:
             target,
             request,
             _MODEL_FORWARDED,
-            [(upstream.header.encode(), upstream.key.reveal().encode())],  # here, and nowhere else
+            [(upstream.header.encode(), _Hidden(upstream.key.reveal().encode()))],  # here, and nowhere else
             body(),
             b"",
             conn,
@@ -428,7 +436,7 @@ class Gateway:
             f"{base.path.rstrip('/')}{path}",
             request,
             _API_FORWARDED,
-            [(b"Authorization", authorization)] if authorization else [],  # here, and nowhere else
+            [(b"Authorization", _Hidden(authorization))] if authorization else [],  # here, and nowhere else
             nothing(),
             bytes(body),
             conn,
