@@ -33,7 +33,14 @@ from ringfence.egress.tls import NotTls, read_client_hello
 from ringfence.net.addresses import AddressPolicy, IPAddress
 from ringfence.net.dial import Dialed, DialRefused, dial
 from ringfence.net.hostport import HostError, Target, normalize_name, parse_target
-from ringfence.net.httphead import DENY_HEADER, HeadError, HeadGuard, next_request, refusal
+from ringfence.net.httphead import (
+    DENY_HEADER,
+    HeadError,
+    HeadGuard,
+    next_request,
+    refusal,
+    relayed_response_headers,
+)
 from ringfence.net.relay import Relay, TokenBucket
 from ringfence.net.resolve import CachingResolver
 
@@ -53,6 +60,7 @@ _HOP_BY_HOP = frozenset(
         b"content-length",  # framing is h11's, from the parsed message
     }
 )
+_DROP_FROM_UPSTREAM = _HOP_BY_HOP | {DENY_HEADER.lower().encode()}  # an upstream cannot speak for the proxy
 
 
 @dataclass(frozen=True)
@@ -565,13 +573,7 @@ class EgressProxy:
                     if isinstance(event, h11.InformationalResponse):
                         await loop.sock_sendall(client, conn.send(event))
                     elif isinstance(event, h11.Response):
-                        kept = [
-                            (n, v)
-                            for n, v in event.headers
-                            if n.lower() not in _HOP_BY_HOP and n.lower() != DENY_HEADER.lower().encode()
-                        ]
-                        if any(n.lower() == b"content-length" for n, _ in event.headers):
-                            kept.append((b"Content-Length", dict(event.headers)[b"content-length"]))
+                        kept = relayed_response_headers(event.headers, _DROP_FROM_UPSTREAM)
                         await loop.sock_sendall(
                             client,
                             conn.send(h11.Response(status_code=event.status_code, headers=kept, reason=event.reason)),

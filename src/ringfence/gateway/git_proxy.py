@@ -31,7 +31,7 @@ from ringfence.gateway.host_api import judge_api_call
 from ringfence.gateway.pktline import FLUSH, encode
 from ringfence.gateway.receive_pack import PushHead, PushHeadReader, PushRefused, check_push
 from ringfence.gateway.routes import GitRoute, Repository, RouteRefused, route_git
-from ringfence.net.httphead import HeadError, HeadGuard, next_request, refusal
+from ringfence.net.httphead import HeadError, HeadGuard, next_request, refusal, relayed_response_headers
 from ringfence.store.crypto import Secret
 
 log = logging.getLogger("ringfence.gateway")
@@ -504,9 +504,7 @@ class Gateway:
                 if isinstance(event, h11.Response):
                     if event.status_code in (401, 407):
                         raise _Refused(502, f"the {who} refused the gateway's credential", "upstream:auth")
-                    kept = [(n, v) for n, v in event.headers if n.lower() not in _DROP_FROM_UPSTREAM]
-                    if any(n.lower() == b"content-length" for n, _ in event.headers):
-                        kept.append((b"Content-Length", dict(event.headers)[b"content-length"]))
+                    kept = relayed_response_headers(event.headers, _DROP_FROM_UPSTREAM)
                     writer.write(conn.send(h11.Response(status_code=event.status_code, headers=kept)))
                     await writer.drain()
                     record.update(status=event.status_code)

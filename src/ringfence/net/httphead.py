@@ -9,6 +9,8 @@ and rule). Pure.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterable
+
 import h11
 
 DENY_HEADER = "X-Ringfence-Deny"  # on every refusal ringfence answers; stripped from anything an upstream sends
@@ -91,3 +93,15 @@ def next_request(conn: h11.Connection, max_head: int) -> h11.Request | type[h11.
     if event is h11.NEED_DATA:
         return h11.NEED_DATA
     raise HeadError(400, f"unexpected {type(event).__name__} before a request", "http:parse")
+
+
+def relayed_response_headers(
+    headers: Iterable[tuple[bytes, bytes]], drop: Collection[bytes]
+) -> list[tuple[bytes, bytes]]:
+    """An upstream response's headers as a proxy passes them on: those named (lower case) in `drop` removed, the
+    framing left to h11 except a Content-Length, which is kept (a HEAD answer or an empty body needs it)."""
+    kept = [(name, value) for name, value in headers if name.lower() not in drop and name.lower() != b"content-length"]
+    lengths = [value for name, value in headers if name.lower() == b"content-length"]
+    if lengths:
+        kept.append((b"Content-Length", lengths[-1]))
+    return kept
