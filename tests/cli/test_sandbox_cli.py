@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -150,6 +151,9 @@ def test_exec_in_proxy_mode_reaches_the_given_socket(sandbox_root: Path, tmp_pat
             script,
         )
     finally:
+        with contextlib.suppress(OSError):  # wakes a still-blocked accept before its descriptor is freed
+            server.shutdown(socket.SHUT_RDWR)
+        thread.join(5)
         server.close()
     assert done.returncode == 0, done.stderr
     assert done.stdout == "egress of this session: hi http://127.0.0.1:3128 127.0.0.1,localhost,::1\n"

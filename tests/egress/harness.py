@@ -167,7 +167,8 @@ class RawUpstream:
         self.sock.listen(64)
         self.port = self.sock.getsockname()[1]
         self.received: list[bytes] = []
-        threading.Thread(target=self._serve, daemon=True).start()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
 
     def _serve(self) -> None:
         while True:
@@ -190,6 +191,12 @@ class RawUpstream:
         self.received.append(got)
 
     def close(self) -> None:
+        # Never close a listening socket while another thread is blocked in accept() on it: the descriptor number
+        # is freed, the next socket anyone opens reuses it, and the blocked accept then takes connections meant
+        # for that socket (it stole a git host's connections and echoed them back). shutdown() wakes the accept.
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self._thread.join(5)
         self.sock.close()
 
 
