@@ -53,12 +53,15 @@ def test_a_session_through_the_api(store: Store, backend: BubblewrapBackend, hos
 
     with serving(create_app(store, clock=lambda: T0, sessions=sessions)) as base:
         auth = {"Authorization": f"Bearer {token.reveal()}"}
+        made = httpx.post(f"{base}/v1/environments", json={"name": "offline", "network": "none"}, headers=auth)
+        assert made.status_code == 201, made.text
         started = httpx.post(
-            f"{base}/v1/sessions", json={"repository_id": repo.id, "network": "none"}, headers=auth, timeout=60
+            f"{base}/v1/sessions", json={"repository_id": repo.id, "environment": "offline"}, headers=auth, timeout=60
         )
         assert started.status_code == 201, started.text
         sid = started.json()["id"]
         assert started.json()["running"] and started.json()["branch"] == f"ringfence/{sid}"
+        assert started.json()["environment_id"] == made.json()["id"]
         events = []
         with httpx.stream(
             "POST", f"{base}/v1/sessions/{sid}/prompts", json={"text": "from the api"}, headers=auth, timeout=60
@@ -76,7 +79,11 @@ def test_a_session_through_the_api(store: Store, backend: BubblewrapBackend, hos
         assert httpx.get(f"{base}/v1/sessions/{sid}", headers=other_auth).status_code == 404
         assert httpx.post(f"{base}/v1/sessions/{sid}/end", headers=other_auth).status_code == 404
         shown = httpx.get(f"{base}/v1/sessions/{sid}", headers=auth).json()
-        assert shown["turns"] == 1 and shown["retention_rule"]
+        assert shown["turns"] == 1 and shown["retention_rule"] and not shown["interrupted"]
+        kept = httpx.get(f"{base}/v1/sessions/{sid}/content", headers=auth).json()
+        assert [(k["kind"], k["turn"]) for k in kept] == [("prompt", 1), ("output", 1), ("code_change", 1)]
+        assert kept[0]["text"] == "from the api" and "AGENT_NOTES.md" in kept[2]["text"]
+        assert httpx.get(f"{base}/v1/sessions/{sid}/content", headers=other_auth).status_code == 404
         ended = httpx.post(f"{base}/v1/sessions/{sid}/end", headers=auth, timeout=60)
         assert ended.status_code == 200, ended.text
         upstream = git("--git-dir", str(host.root / "acme" / "widgets.git"), "rev-parse", f"refs/heads/ringfence/{sid}")
@@ -89,17 +96,38 @@ def test_a_session_through_the_api(store: Store, backend: BubblewrapBackend, hos
         assert bad_rating.status_code == 422
         sent = httpx.post(f"{base}/v1/sessions/{sid}/feedback", json={"transcript": "it worked"}, headers=auth)
         assert sent.status_code == 201 and sent.json()["delete_after"].startswith("2031")
+        steps = []
+        with httpx.stream(
+            "POST", f"{base}/v1/sessions/{sid}/resume", json={}, headers={**auth, "Accept": "text/event-stream"},
+            timeout=60,
+        ) as stream:  # fmt: skip
+            kind = None
+            for line in stream.iter_lines():
+                if line.startswith("event: "):
+                    kind = line[7:]
+                elif line.startswith("data: "):
+                    steps.append((kind, json.loads(line[6:])))
+        assert next(d["step"] for k, d in steps if k == "progress") == "sandbox"
+        assert any("objects: 100%" in d["detail"] for k, d in steps if k == "progress" and d["step"] == "clone")
+        assert steps[-2][0] == "progress" and steps[-2][1]["step"] == "ready"
+        assert steps[-1][0] == "session" and steps[-1][1]["running"] and steps[-1][1]["id"] == sid
         assert httpx.delete(f"{base}/v1/sessions/{sid}", headers=auth).status_code == 204
         assert content.count_content(store, sid) == 0
+        assert httpx.get(f"{base}/v1/sessions/{sid}/content", headers=auth).status_code == 404
         listed = httpx.get(f"{base}/v1/sessions", headers=auth).json()
         assert [s["state"] for s in listed] == ["deleted"]
         bad = httpx.post(
-            f"{base}/v1/sessions",
-            json={"repository_id": repo.id, "network": "custom", "allow": ["*.com"]},
-            headers=auth,
+            f"{base}/v1/environments", json={"name": "wide", "network": "custom", "allow": ["*.com"]}, headers=auth
         )
         assert bad.status_code == 422 and "too broad" in bad.text
-        assert len(httpx.get(f"{base}/v1/sessions", headers=auth).json()) == 1  # nothing recorded for it
+        assert [e["name"] for e in httpx.get(f"{base}/v1/environments", headers=auth).json()] == ["offline"]
+        unknown = httpx.post(
+            f"{base}/v1/sessions", json={"repository_id": repo.id, "environment": "wide"}, headers=auth
+        )
+        assert unknown.status_code == 404 and "wide" in unknown.text
+        inline = httpx.post(f"{base}/v1/sessions", json={"repository_id": repo.id, "network": "full"}, headers=auth)
+        assert inline.status_code == 422 and "network" in inline.text  # no inline override of an environment
+        assert len(httpx.get(f"{base}/v1/sessions", headers=auth).json()) == 1  # nothing recorded for them
     assert not list(backend.root.glob("sbx_*"))
 
 

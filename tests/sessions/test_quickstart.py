@@ -69,9 +69,16 @@ def test_serve_prints_a_working_quickstart(tmp_path: Path) -> None:
 
         started = session("start", "--repo", repo)
         assert started.returncode == 0, started.stderr
+        assert "clone through the gateway" in started.stderr and "100%" in started.stderr, started.stderr  # its bars
         sid = started.stdout.strip().splitlines()[-1]
         prompted = session("prompt", sid, "add a note")
         assert prompted.returncode == 0 and "edited AGENT_NOTES.md" in prompted.stdout, prompted.stderr
+        logs = session("logs", sid)
+        assert logs.returncode == 0 and "add a note" in logs.stdout and "AGENT_NOTES.md" in logs.stdout, logs.stderr
+        assert session("rate", sid, "3").returncode == 0
+        assert session("rate", sid, "7").returncode == 2
+        sent = session("feedback", sid, "worked well")
+        assert sent.returncode == 0 and "kept until" in sent.stdout, sent.stderr
         shown = session("show", sid)
         assert shown.returncode == 0 and "gateway.request" in shown.stdout and "allow" in shown.stdout, shown.stdout
         ended = session("end", sid)
@@ -157,9 +164,11 @@ def test_sigkill_mid_session_leaves_no_orphans_and_the_session_resumes(tmp_path:
         orphans = subprocess.run(["pgrep", "-f", f"sbx_|ringfence/{sid}"], capture_output=True, text=True)
         assert orphans.stdout.strip() == ""
         shown = second.session("show", sid)
-        assert shown.returncode == 0 and "running: False" in shown.stdout.replace("  ", " "), shown.stdout
+        flat = " ".join(shown.stdout.split())
+        assert shown.returncode == 0 and "running: False" in flat and "interrupted: True" in flat, shown.stdout
         resumed = second.session("resume", sid)
         assert resumed.returncode == 0, resumed.stderr
+        assert "interrupted: False" in " ".join(second.session("show", sid).stdout.split())
         assert second.session("prompt", sid, "after the crash").returncode == 0
         assert second.session("end", sid).returncode == 0
         bare = tmp_path / "data" / "githost" / "demo" / "example.git"

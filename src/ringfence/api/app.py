@@ -16,6 +16,7 @@ from fastapi.responses import RedirectResponse
 
 from ringfence import __version__
 from ringfence.api import errors
+from ringfence.api.environments_routes import router as environments_router
 from ringfence.api.routes import router
 from ringfence.api.sessions_routes import router as sessions_router
 from ringfence.sessions.manager import SessionManager
@@ -63,6 +64,7 @@ def create_app(
     errors.install(app)
     app.include_router(router)
     app.include_router(sessions_router)
+    app.include_router(environments_router)
 
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:

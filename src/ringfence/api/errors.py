@@ -40,6 +40,14 @@ _STATUS: list[tuple[type[Exception], int, str]] = [
 ]
 
 
+def describe(exc: Exception) -> tuple[int, str, str] | None:
+    """The status, code and message an exception answers with (None: not a refusal, an internal error)."""
+    for exc_type, status, code in _STATUS:
+        if isinstance(exc, exc_type):
+            return status, code, exc.detail if isinstance(exc, PolicyError) else str(exc)
+    return None
+
+
 def _answer(status: int, code: str, message: str) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)

@@ -6,40 +6,43 @@ A user sees and acts on their own sessions only. The session manager lives in th
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
-from ringfence.api.auth import CurrentPrincipal, CurrentStore
-from ringfence.api.errors import Unavailable
+from ringfence.api.auth import CurrentPrincipal, CurrentStore, Principal
+from ringfence.api.errors import Unavailable, describe
 from ringfence.audit.table import audit_records
 from ringfence.sandbox import Exit
-from ringfence.sessions.manager import Environment, SessionManager
-from ringfence.store import content
-from ringfence.store.errors import NotFound
+from ringfence.sessions.environments import DEFAULT, EnvironmentSettings
+from ringfence.sessions.manager import Environment, LiveSession, Progress, SessionManager
+from ringfence.store import content, environments
+from ringfence.store.db import Store
+from ringfence.store.errors import Invalid, NotFound
 from ringfence.store.models import Session
+
+log = logging.getLogger(__name__)
+DEFAULT_NAME = "default"
 
 router = APIRouter(prefix="/v1", tags=["sessions"])
 
 
 class SessionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
     repository_id: str = Field(min_length=1, max_length=40)
-    network: Literal["none", "trusted", "custom", "full"] = "trusted"
-    allow: list[str] = Field(default_factory=list, max_length=500)
-    deny: list[str] = Field(default_factory=list, max_length=500)
-    telemetry: bool = True
+    environment: str = Field(default=DEFAULT_NAME, min_length=1, max_length=100)
 
 
 class ResumeIn(BaseModel):
-    network: Literal["none", "trusted", "custom", "full"] = "trusted"
-    allow: list[str] = Field(default_factory=list, max_length=500)
-    deny: list[str] = Field(default_factory=list, max_length=500)
-    telemetry: bool = True
+    model_config = ConfigDict(extra="forbid")
+    environment: str | None = Field(default=None, min_length=1, max_length=100)  # None: the session's own
 
 
 class PromptIn(BaseModel):
@@ -61,12 +64,27 @@ def _own(store: CurrentStore, session_id: str, who: CurrentPrincipal) -> Session
     return row
 
 
+def _environment(store: Store, who: Principal, name_or_id: str) -> tuple[Environment, str | None]:
+    """The runtime environment a session of this user runs in, and the stored environment's id (None: the
+    built-in default, used when the account has no environment named 'default')."""
+    try:
+        row = environments.find_environment(store, who.user.account_id, name_or_id)
+    except NotFound:
+        if name_or_id == DEFAULT_NAME:
+            return DEFAULT.runtime(DEFAULT_NAME), None
+        raise
+    return EnvironmentSettings.model_validate(row.settings).runtime(row.name), row.id
+
+
 def _out(row: Session, manager: SessionManager | None) -> dict[str, Any]:
     live = manager.live.get(row.id) if manager is not None else None
     return {
         "id": row.id,
+        "user_id": row.user_id,
         "state": row.state,
         "running": live is not None,
+        "interrupted": row.interrupted_at is not None and live is None,
+        "environment_id": row.environment_id,
         "repository_id": row.repository_id,
         "branch": f"ringfence/{row.id}",
         "zdr": row.zdr,
@@ -78,23 +96,98 @@ def _out(row: Session, manager: SessionManager | None) -> dict[str, Any]:
     }
 
 
-@router.post("/sessions", status_code=201, summary="Start a session on one of your repositories")
-async def start(body: SessionIn, who: CurrentPrincipal, store: CurrentStore, request: Request) -> dict[str, Any]:
+def _wants_stream(request: Request) -> bool:
+    return "text/event-stream" in request.headers.get("accept", "")
+
+
+def _launch(
+    request: Request, who: Principal, store: Store, launch: Callable[[Progress], Awaitable[LiveSession]]
+) -> Awaitable[dict[str, Any]] | StreamingResponse:
+    """Start or resume: one JSON answer, or (Accept: text/event-stream) its steps as they happen (`progress`
+    events: sandbox, clone with git's own progress lines, setup with the script's output, ready), then the
+    session (`session`) or what failed (`error`). A client that goes away does not stop the launch."""
     manager = _manager(request)
-    env = Environment(network=body.network, allow=tuple(body.allow), deny=tuple(body.deny), telemetry=body.telemetry)
-    live = await manager.start(who.id, body.repository_id, env)
-    return _out(_own(store, live.id, who), manager)
+
+    async def answer() -> dict[str, Any]:
+        live = await launch(lambda step, detail: None)
+        return _out(_own(store, live.id, who), manager)
+
+    if not _wants_stream(request):
+        return answer()
+    steps: asyncio.Queue[bytes | None] = asyncio.Queue()
+
+    async def run() -> None:
+        try:
+            live = await launch(
+                lambda step, detail: steps.put_nowait(_sse("progress", {"step": step, "detail": detail}))
+            )
+            steps.put_nowait(_sse("session", _out(_own(store, live.id, who), manager)))
+        except Exception as exc:  # every failure becomes the stream's last event
+            status, code, message = describe(exc) or (500, "internal", "internal error")
+            if status == 500:
+                log.exception("session launch failed")
+            steps.put_nowait(_sse("error", {"status": status, "code": code, "message": message}))
+        finally:
+            steps.put_nowait(None)
+
+    task = asyncio.get_running_loop().create_task(run())
+    _LAUNCHES.add(task)
+    task.add_done_callback(_LAUNCHES.discard)
+
+    async def events() -> AsyncIterator[bytes]:
+        while (event := await steps.get()) is not None:
+            yield event
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
 
 
-@router.post("/sessions/{session_id}/resume", summary="Resume an ended or interrupted session in a new sandbox")
+_LAUNCHES: set[asyncio.Task[None]] = set()  # launches whose client may have gone: kept until they finish
+
+
+@router.post(
+    "/sessions",
+    status_code=201,
+    summary="Start a session on one of your repositories, in one of your account's environments",
+    response_model=None,
+)
+async def start(
+    body: SessionIn, who: CurrentPrincipal, store: CurrentStore, request: Request
+) -> dict[str, Any] | StreamingResponse:
+    env, env_id = _environment(store, who, body.environment)
+
+    def launch(progress: Progress) -> Awaitable[LiveSession]:
+        return _manager(request).start(who.id, body.repository_id, env, environment_id=env_id, progress=progress)
+
+    launched = _launch(request, who, store, launch)
+    return launched if isinstance(launched, StreamingResponse) else await launched
+
+
+@router.post(
+    "/sessions/{session_id}/resume",
+    summary="Resume an ended or interrupted session in a new sandbox",
+    response_model=None,
+)
 async def resume(
     session_id: str, body: ResumeIn, who: CurrentPrincipal, store: CurrentStore, request: Request
-) -> dict[str, Any]:
-    manager = _manager(request)
-    _own(store, session_id, who)
-    env = Environment(network=body.network, allow=tuple(body.allow), deny=tuple(body.deny), telemetry=body.telemetry)
-    await manager.resume(session_id, who.id, env)
-    return _out(_own(store, session_id, who), manager)
+) -> dict[str, Any] | StreamingResponse:
+    row = _own(store, session_id, who)
+    if body.environment is not None:
+        env, _ = _environment(store, who, body.environment)
+    elif row.environment_id is not None:
+        try:
+            env, _ = _environment(store, who, row.environment_id)
+        except NotFound:
+            raise Invalid(
+                f"the environment session {session_id} ran in was deleted; resume it in another one"
+            ) from None
+    else:
+        env, _ = _environment(store, who, DEFAULT_NAME)
+
+    def launch(progress: Progress) -> Awaitable[LiveSession]:
+        return _manager(request).resume(session_id, who.id, env, progress=progress)
+
+    launched = _launch(request, who, store, launch)
+    return launched if isinstance(launched, StreamingResponse) else await launched
 
 
 @router.get("/sessions", summary="Your sessions")
@@ -102,6 +195,27 @@ def list_sessions(who: CurrentPrincipal, store: CurrentStore, request: Request) 
     with store.read() as db:
         rows = db.scalars(select(Session).where(Session.user_id == who.id).order_by(Session.created_at)).all()
     return [_out(row, getattr(request.app.state, "sessions", None)) for row in rows]
+
+
+@router.get("/organizations/{org_id}/sessions", summary="An organization's sessions (admins: metadata only)")
+def org_sessions(org_id: str, who: CurrentPrincipal, store: CurrentStore, request: Request) -> list[dict[str, Any]]:
+    """Metadata only: an admin sees who ran what, when, and what is kept until when; never prompts, outputs or
+    code changes, which stay readable by their user alone."""
+    who.require_org_admin(org_id)
+    with store.read() as db:
+        rows = db.scalars(select(Session).where(Session.account_id == org_id).order_by(Session.created_at)).all()
+    return [_out(row, getattr(request.app.state, "sessions", None)) for row in rows]
+
+
+@router.get("/sessions/{session_id}/content", summary="What is kept of one of your sessions: prompts, outputs, changes")
+def session_content(session_id: str, who: CurrentPrincipal, store: CurrentStore) -> list[dict[str, Any]]:
+    row = _own(store, session_id, who)
+    if row.state != "active":
+        raise NotFound(f"session {session_id} is {row.state}: its content is gone")
+    return [
+        {"kind": item.kind, "turn": item.turn, "text": item.text, "created_at": item.created_at.isoformat()}
+        for item in content.read_content(store, session_id)
+    ]
 
 
 @router.get("/sessions/{session_id}", summary="One of your sessions")

@@ -96,6 +96,7 @@ class SessionEgress:
     refusals: TokenBucket  # how many over-limit connections per second still get a 429 before accepting pauses
     byte_budget: TokenBucket | None
     active: int = 0
+    phase: str | None = None  # set by `set_policy` (e.g. "setup", then "agent"); named in each record
     listeners: list[socket.socket] = field(default_factory=list)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     relays: set[Relay] = field(default_factory=set)
@@ -176,6 +177,19 @@ class EgressProxy:
         state.listeners.append(sock)
         asyncio.get_running_loop().add_reader(sock.fileno(), self._on_acceptable, state, sock)
 
+    async def set_policy(self, session_id: str, policy: EgressPolicy, phase: str) -> None:
+        """Switch a session to another policy (a setup script's, then the agent's). Every connection opened under
+        the previous policy is cut, so nothing it allowed outlives it; records from now on name `phase`."""
+        state = self.sessions.get(session_id)
+        if state is None:
+            raise KeyError(f"session {session_id} has no egress policy")
+        state.policy, state.phase = policy, phase
+        for relay in list(state.relays):
+            relay.abort()
+        for task in list(state.tasks):
+            task.cancel()
+        await asyncio.gather(*state.tasks, return_exceptions=True)
+
     async def remove_session(self, session_id: str) -> None:
         """Stop listening for a session and cut its connections."""
         state = self.sessions.pop(session_id, None)
@@ -251,7 +265,10 @@ class EgressProxy:
     # -- one client connection ----------------------------------------------------------------------------------
 
     def _record(self, state: SessionEgress, **fields: Any) -> dict[str, Any]:
-        return {"kind": "egress.connection", "session": state.session_id, "at": self.clock().isoformat(), **fields}
+        record = {"kind": "egress.connection", "session": state.session_id, "at": self.clock().isoformat()}
+        if state.phase is not None:
+            record["phase"] = state.phase
+        return {**record, **fields}
 
     def _emit(self, record: dict[str, Any]) -> None:
         self.metrics.decided(record.get("decision", "?"), str(record.get("rule", "?")))

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 from ringfence.audit import AuditEntry
 from ringfence.egress.proxy import EgressProxy, ProxyLimits
-from ringfence.egress.rules import session_policy
+from ringfence.egress.rules import EgressPolicy, session_policy
 from ringfence.gateway.credentials import CredentialSource, NoCredential, StoredToken
 from ringfence.gateway.git_proxy import Gateway, GitSession
 from ringfence.gateway.routes import Repository
@@ -41,6 +41,7 @@ from ringfence.store.models import RepositoryCredential
 from ringfence.store.models import Session as SessionRow
 
 AGENT_PATH = "/workspace/.ringfence-agent.py"
+SETUP_PATH = "/workspace/.ringfence-setup.sh"
 # A real agent finds its model API at the gateway and holds only a placeholder key, useless anywhere else.
 MODEL_ENV = {
     "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{GATEWAY_PORT}/model/anthropic",
@@ -53,6 +54,15 @@ class SessionError(Exception):
     """A session step failed; the message says which and why."""
 
 
+# How a start or resume reports its steps as they happen: (step, detail). Steps: "sandbox", "clone" (git's own
+# progress lines), "setup" (the setup script's output), "ready".
+Progress = Callable[[str, str], None]
+
+
+def _quiet(step: str, detail: str) -> None:
+    pass
+
+
 @dataclass(frozen=True)
 class Environment:
     """Where a session runs: network mode and lists, the agent command template, limits, and its environment."""
@@ -63,9 +73,16 @@ class Environment:
     deny: tuple[str, ...] = ()
     agent: tuple[str, ...] = ("/usr/bin/python3", AGENT_PATH, "{prompt}")
     limits: Limits = field(default_factory=Limits)
-    telemetry: bool = True
+    telemetry: bool = False  # off: known telemetry hosts are denied even where the lists would allow them
     agent_env: Mapping[str, str] = field(default_factory=dict)
     egress_limits: ProxyLimits = field(default_factory=ProxyLimits)
+    # Run in the repository before the agent, at start and at each resume, under its own network policy (e.g.
+    # package registries for installing dependencies); the agent's policy applies once it has finished.
+    setup: str | None = None
+    setup_network: str = "trusted"
+    setup_allow: tuple[str, ...] = ()
+    setup_deny: tuple[str, ...] = ()
+    setup_timeout: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -134,17 +151,35 @@ class SessionManager:
         self.live: dict[str, LiveSession] = {}
         self.closers: list[Callable[[], Awaitable[None]]] = []  # run last at shutdown (e.g. audit writers)
 
-    async def start(self, user_id: str, repository_id: str, environment: Environment | None = None) -> LiveSession:
+    async def start(
+        self,
+        user_id: str,
+        repository_id: str,
+        environment: Environment | None = None,
+        *,
+        environment_id: str | None = None,
+        progress: Progress = _quiet,
+    ) -> LiveSession:
+        """`environment_id` is the stored environment `environment` came from (None: the built-in default)."""
         env = environment or Environment()
-        session_policy(env.network, env.allow, env.deny)  # bad rules are refused before anything is recorded
-        row = content.start_session(self.store, user_id, self.clock(), repository_id=repository_id)
-        return await self._launch(row.id, user_id, repository_id, env, resume=False)
+        self._check(env)  # bad rules are refused before anything is recorded
+        row = content.start_session(
+            self.store, user_id, self.clock(), repository_id=repository_id, environment_id=environment_id
+        )
+        return await self._launch(row.id, user_id, repository_id, env, resume=False, progress=progress)
 
-    async def resume(self, session_id: str, user_id: str, environment: Environment | None = None) -> LiveSession:
+    @staticmethod
+    def _check(env: Environment) -> None:
+        session_policy(env.network, env.allow, env.deny)
+        session_policy(env.setup_network, env.setup_allow, env.setup_deny)
+
+    async def resume(
+        self, session_id: str, user_id: str, environment: Environment | None = None, *, progress: Progress = _quiet
+    ) -> LiveSession:
         """A new sandbox for an ended or interrupted session, from its pushed branch (or the default branch if it
         never pushed): new activity, so consent and retention are decided again."""
         env = environment or Environment()
-        session_policy(env.network, env.allow, env.deny)
+        self._check(env)
         if session_id in self.live:
             raise SessionError(f"session {session_id} is running already")
         with self.store.read() as db:
@@ -152,10 +187,22 @@ class SessionManager:
         if row is None or row.user_id != user_id or row.repository_id is None:
             raise NotFound(f"no session {session_id!r}")
         content.record_activity(self.store, session_id, self.clock(), actor=user_id)  # refused once deleted
-        return await self._launch(session_id, user_id, row.repository_id, env, resume=True)
+        live = await self._launch(session_id, user_id, row.repository_id, env, resume=True, progress=progress)
+        with self.store.write() as db:
+            resumed = db.get(SessionRow, session_id)
+            if resumed is not None:
+                resumed.interrupted_at = None
+        return live
 
     async def _launch(
-        self, session_id: str, user_id: str, repository_id: str, env: Environment, *, resume: bool
+        self,
+        session_id: str,
+        user_id: str,
+        repository_id: str,
+        env: Environment,
+        *,
+        resume: bool,
+        progress: Progress,
     ) -> LiveSession:
         with self.store.read() as db:
             repo_row = db.get(RepositoryRow, repository_id)
@@ -174,10 +221,20 @@ class SessionManager:
                 env.network, env.allow, env.deny, repository_host=repo_host, deny_telemetry=not env.telemetry
             )
             self.egress.add_session(session_id, policy, env.egress_limits)
+            if env.setup is not None:  # the setup script's policy first; the agent's replaces it after
+                setup_policy = session_policy(
+                    env.setup_network,
+                    env.setup_allow,
+                    env.setup_deny,
+                    repository_host=repo_host,
+                    deny_telemetry=not env.telemetry,
+                )
+                await self.egress.set_policy(session_id, setup_policy, "setup")
             await self.egress.listen_unix(session_id, routes.egress)
             self.gateway.add_session(GitSession(session_id, repository, branch, upstream, credential, api_url))
             assert routes.gateway is not None
             await self.gateway.listen_unix(session_id, routes.gateway)
+            progress("sandbox", "creating the sandbox")
             sandbox = await self.backend.create(
                 SandboxSpec(
                     network="proxy", proxies=routes, limits=env.limits, env={**MODEL_ENV, **dict(env.agent_env)}
@@ -185,9 +242,12 @@ class SessionManager:
             )
             live = LiveSession(session_id, user_id, repository, branch, sandbox, directory, env)
             remote = f"http://127.0.0.1:{GATEWAY_PORT}{repository.path}"
-            clone = await sandbox.run(["git", "clone", "-q", remote, "repo"], timeout=600)
-            if clone.code != 0:
-                raise SessionError(f"cloning {repository} failed: {clone.stderr.decode(errors='replace')[-500:]}")
+            progress("clone", f"cloning {repository} through the gateway")
+            code, said = await self._stream(
+                sandbox, ["git", "clone", "--progress", remote, "repo"], 600, "clone", progress
+            )
+            if code != 0:
+                raise SessionError(f"cloning {repository} failed: {said[-500:]}")
             base = await sandbox.run(["git", "-C", "repo", "rev-parse", "HEAD"])  # the default branch: the base
             pushed = await sandbox.run(["git", "-C", "repo", "rev-parse", "-q", "--verify", f"origin/{branch}"])
             if resume and pushed.code == 0:
@@ -198,11 +258,43 @@ class SessionManager:
                 raise SessionError(f"preparing branch {branch} failed: {checkout.stderr.decode(errors='replace')}")
             live.base_commit = base.stdout.decode().strip()
             await sandbox.write_file(AGENT_PATH.removeprefix("/workspace/"), Path(builtin_agent.__file__).read_bytes())
+            if env.setup is not None:
+                await self._setup(live, env, policy, progress)
+            progress("ready", f"session {session_id} is ready on branch {branch}")
         except BaseException:
             await self._teardown(session_id, sandbox, directory)
             raise
         self.live[session_id] = live
         return live
+
+    @staticmethod
+    async def _stream(
+        sandbox: BubblewrapSandbox, argv: list[str], timeout: float, step: str, progress: Progress
+    ) -> tuple[int, str]:
+        """Run `argv`, passing its output to `progress` as it comes; returns its exit code and its output's tail."""
+        tail = ""
+        code = -1
+        async for event in sandbox.exec(argv, timeout=timeout):
+            if isinstance(event, Output):
+                text = event.data.decode("utf-8", "replace")
+                tail = (tail + text)[-4000:]
+                progress(step, text)
+            else:
+                code = -9 if event.timed_out else event.code
+        return code, tail
+
+    async def _setup(self, live: LiveSession, env: Environment, policy: EgressPolicy, progress: Progress) -> None:
+        """The environment's setup script, in the repository, under the setup network policy; then the agent's
+        policy (which cuts whatever the setup left open)."""
+        assert env.setup is not None
+        await live.sandbox.write_file(SETUP_PATH.removeprefix("/workspace/"), env.setup.encode())
+        progress("setup", f"running the setup script of environment {env.name}\n")
+        argv = ["sh", "-c", f"cd repo && exec sh -e {SETUP_PATH}"]
+        code, said = await self._stream(live.sandbox, argv, env.setup_timeout, "setup", progress)
+        if code != 0:
+            reason = "timed out" if code == -9 else f"exited with {code}"
+            raise SessionError(f"the setup script of environment {env.name} {reason}: {said[-500:]}")
+        await self.egress.set_policy(live.id, policy, "agent")
 
     async def recover(self) -> list[str]:
         """At start: sessions whose runtime directory survived a crash were interrupted. Their sandboxes were
@@ -213,8 +305,10 @@ class SessionManager:
                 continue
             shutil.rmtree(directory, ignore_errors=True)
             with self.store.write() as db:
-                if db.get(SessionRow, directory.name) is None:
+                row = db.get(SessionRow, directory.name)
+                if row is None:
                     continue
+                row.interrupted_at = self.clock()
                 self.store.audit.append(
                     db.connection(),
                     AuditEntry("session.interrupted", directory.name, format_time(self.clock()), {"resumable": True}),

@@ -45,6 +45,7 @@ def start_session(
     repository_id: str | None,
     api_key_id: str | None = None,
     session_id: str | None = None,
+    environment_id: str | None = None,
 ) -> Session:
     """Open a session record. The repository must be one this user connected; ZDR comes from the org or the key."""
     with store.write() as db:
@@ -76,6 +77,7 @@ def start_session(
             created_at=at,
             last_activity_at=at,
             policy=store.rules.stamp,
+            environment_id=environment_id,
         )
         db.add(row)
         db.flush()

@@ -1,9 +1,9 @@
 """The SQL schema of ringfence (SQLAlchemy 2 declarative models; migrations in store/migrations).
 
 Owns: tables for organizations, users, API keys, connected repositories, the policy ledger (every consent, DPP,
-ZDR, activity, delete, feedback and rating event with its per-account sequence number), sessions with their
-materialized retention deadline, wrapped data keys, encrypted content, feedback and ratings. Types are portable
-(SQLite and PostgreSQL). No table holds plaintext session content.
+ZDR, activity, delete, feedback and rating event with its per-account sequence number), environments, sessions
+with their materialized retention deadline, wrapped data keys, encrypted content, feedback and ratings. Types
+are portable (SQLite and PostgreSQL). No table holds plaintext session content.
 """
 
 from __future__ import annotations
@@ -131,6 +131,23 @@ class Session(Base):
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     policy: Mapped[str] = mapped_column(String(120))
+    environment_id: Mapped[str | None] = mapped_column(String(40), nullable=True)  # None: the built-in default
+    # Set when a server crash left the session without its sandbox; cleared when it is resumed.
+    interrupted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class Environment(Base):
+    """Where an account's sessions run: network mode and lists, agent template, limits, setup script (with its
+    own network policy) and the telemetry switch, as validated settings (ringfence.sessions.environments)."""
+
+    __tablename__ = "environments"
+    __table_args__ = (UniqueConstraint("account_id", "name"),)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(40), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    settings: Mapped[dict[str, object]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class DataKey(Base):

@@ -1,0 +1,144 @@
+"""Environments: the validated settings an account's sessions run with, and their runtime form.
+
+Owns: `EnvironmentSettings` (what an API client or the CLI sends: network mode and lists, the agent command
+template, limits, a setup script with its own network policy, the telemetry switch, extra environment
+variables), its check against the egress rule grammar and the sandbox's limits, and `runtime()`, which turns
+stored settings into the session manager's `Environment`. Storage is ringfence.store.environments.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ringfence.egress.rules import RuleError, session_policy
+from ringfence.sandbox.spec import RESERVED_ENV, Limits, SandboxError, parse_size
+from ringfence.sessions.manager import AGENT_PATH, MODEL_ENV, Environment
+
+Mode = Literal["none", "trusted", "custom", "full"]
+BUILTIN_AGENT = ["/usr/bin/python3", AGENT_PATH, "{prompt}"]
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+_RESERVED_ENV = {name.upper() for name in (*RESERVED_ENV, *MODEL_ENV)} | {"LD_PRELOAD", "LD_LIBRARY_PATH"}
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+class LimitSettings(BaseModel):
+    """Per-command sandbox limits. Sizes take K, M, G or T (`2G`); `null` means no limit of that kind."""
+
+    model_config = ConfigDict(extra="forbid")
+    memory: str | None = "2G"
+    pids: int | None = Field(default=1024, ge=4, le=1_000_000)
+    timeout_seconds: float | None = Field(default=600.0, gt=0, le=86_400)
+    workspace: str | None = "10G"
+    cpu_weight: int = Field(default=100, ge=1, le=10_000)
+
+    def limits(self) -> Limits:
+        try:
+            return Limits(
+                memory_bytes=None if self.memory is None else parse_size(self.memory),
+                pids=self.pids,
+                timeout_seconds=self.timeout_seconds,
+                workspace_bytes=None if self.workspace is None else parse_size(self.workspace),
+                cpu_weight=self.cpu_weight,
+            )
+        except SandboxError as exc:
+            raise ValueError(f"limits: {exc}") from None
+
+    @model_validator(mode="after")
+    def _valid(self) -> LimitSettings:
+        self.limits()
+        return self
+
+
+class EnvironmentSettings(BaseModel):
+    """An environment as clients send it and the store keeps it. Unknown fields are refused, not ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+    network: Mode = "trusted"
+    allow: list[str] = Field(default_factory=list, max_length=500)
+    deny: list[str] = Field(default_factory=list, max_length=500)
+    agent: list[str] = Field(default_factory=lambda: list(BUILTIN_AGENT), min_length=1, max_length=100)
+    setup: str | None = Field(default=None, max_length=64 * 1024)
+    setup_network: Mode = "trusted"
+    setup_allow: list[str] = Field(default_factory=list, max_length=500)
+    setup_deny: list[str] = Field(default_factory=list, max_length=500)
+    setup_timeout_seconds: float = Field(default=600.0, gt=0, le=3600)
+    telemetry: bool = False
+    limits: LimitSettings = Field(default_factory=LimitSettings)
+    env: dict[str, str] = Field(default_factory=dict, max_length=50)
+
+    @field_validator("agent", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        # A template may be one shell-quoted string (`claude -p {prompt}`); it is split once, here, and then run
+        # as an argument vector, never through a shell: a prompt cannot inject a command.
+        if isinstance(value, str):
+            try:
+                return shlex.split(value)
+            except ValueError as exc:
+                raise ValueError(f"agent template {value!r} does not split into arguments: {exc}") from None
+        return value
+
+    @field_validator("agent")
+    @classmethod
+    def _template(cls, value: list[str]) -> list[str]:
+        if not value or not value[0]:
+            raise ValueError("the agent template needs a command")
+        if any("\x00" in part or len(part) > 4096 for part in value):
+            raise ValueError("agent template arguments must be under 4096 characters, without NUL")
+        if not any("{prompt}" in part for part in value):
+            raise ValueError("the agent template must contain {prompt}, where the prompt goes")
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            if not _ENV_NAME.match(name):
+                raise ValueError(f"environment variable name {name!r} is not a valid name")
+            if name.upper() in _RESERVED_ENV:
+                raise ValueError(f"environment variable {name} is set by ringfence and cannot be overridden")
+            if "\x00" in text or len(text) > 4096:
+                raise ValueError(f"environment variable {name} must be under 4096 characters, without NUL")
+        return value
+
+    @model_validator(mode="after")
+    def _rules(self) -> EnvironmentSettings:
+        for what, mode, allow, deny in (
+            ("network", self.network, self.allow, self.deny),
+            ("setup network", self.setup_network, self.setup_allow, self.setup_deny),
+        ):
+            try:
+                session_policy(mode, allow, deny)
+            except RuleError as exc:
+                raise ValueError(f"{what}: {exc}") from None
+        return self
+
+    def runtime(self, name: str) -> Environment:
+        return Environment(
+            name=name,
+            network=self.network,
+            allow=tuple(self.allow),
+            deny=tuple(self.deny),
+            agent=tuple(self.agent),
+            limits=self.limits.limits(),
+            telemetry=self.telemetry,
+            agent_env=dict(self.env),
+            setup=self.setup,
+            setup_network=self.setup_network,
+            setup_allow=tuple(self.setup_allow),
+            setup_deny=tuple(self.setup_deny),
+            setup_timeout=self.setup_timeout_seconds,
+        )
+
+
+DEFAULT = EnvironmentSettings()
+
+
+def check_name(name: str) -> str:
+    if not NAME.match(name):
+        raise ValueError(f"environment name {name!r}: use 1-100 letters, digits, '.', '_' or '-'")
+    return name
