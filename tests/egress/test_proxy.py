@@ -3,6 +3,7 @@ reason and exactly one audit record, and nothing is forwarded before the decisio
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import time
@@ -501,3 +502,26 @@ def test_fuzzed_request_heads_get_an_answer_or_a_close_and_one_record(
     if answer:
         fuzz_proxy.wait_records(before + 1)  # every answered attempt is audited
     assert status_of(connect(fuzz_proxy, "10.0.0.1:80")) == 403  # and the proxy still serves
+
+
+def test_switching_policy_cuts_what_the_previous_policy_opened_and_names_the_phase(upstream: RawUpstream) -> None:
+    setup = EgressPolicy.build("custom", [f"pkg.example:{upstream.port}"])
+    proxy = harness(setup, ranges=["127.0.0.1/32"], resolver=StaticResolver({"pkg.example": ["127.0.0.1"]}))
+    try:
+        switch = proxy.proxy.set_policy("s1", setup, "setup")
+        asyncio.run_coroutine_threadsafe(switch, proxy.loop).result(5)
+        with socket.create_connection(("127.0.0.1", proxy.port), 5) as tunnel:
+            target = f"pkg.example:{upstream.port}"
+            tunnel.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
+            assert tunnel.recv(4096).startswith(b"HTTP/1.1 200")
+            tunnel.sendall(b"ping")
+            assert tunnel.recv(4) == b"ping"  # open under the setup policy
+            switch = proxy.proxy.set_policy("s1", EgressPolicy.build("none"), "agent")
+            asyncio.run_coroutine_threadsafe(switch, proxy.loop).result(5)
+            tunnel.settimeout(5)
+            assert read_all(tunnel) == b""  # cut at the switch: nothing the setup opened outlives it
+        assert status_of(connect(proxy, f"pkg.example:{upstream.port}")) == 403
+        records = proxy.wait_records(2)
+        assert [(r["phase"], r["decision"]) for r in records] == [("setup", "allow"), ("agent", "deny")]
+    finally:
+        proxy.close()
