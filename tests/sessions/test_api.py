@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -139,3 +140,68 @@ def test_without_sandboxes_the_session_routes_say_so(store: Store) -> None:
             f"{base}/v1/sessions", json={"repository_id": "r"}, headers={"Authorization": f"Bearer {token.reveal()}"}
         )
     assert answer.status_code == 503 and "no sandboxes" in answer.text
+
+
+def test_resume_recomputes_eligibility_and_retention_and_delete_removes_from_exports(
+    store: Store,
+    backend: BubblewrapBackend,  # noqa: F811
+    host: GitHost,
+    tmp_path: Path,
+) -> None:
+    """POLICY.md through the API, with a real sandbox each time: a consumer with training off gets 30 days and no
+    training; turning training on changes nothing stored until the session is resumed; the resumed session is
+    eligible as a whole and kept 5 years from the resume; a delete removes it from every later export."""
+    from datetime import timedelta
+
+    from ringfence.store.export import export_training
+
+    now = [T0]
+    user = accounts.create_user(store, "u", T0, actor="t", plan="pro")
+    _, token = accounts.create_api_key(store, user.id, "t", T0, actor="t")
+    repo = accounts.connect_repository(store, user.id, f"{host.url}/acme/widgets.git", T0, actor="t")
+
+    async def sessions() -> SessionManager:
+        egress = EgressProxy(AddressPolicy.parse([]), CachingResolver(StaticResolver({})))
+        return SessionManager(
+            store, backend, tmp_path / "run", egress, Gateway(),
+            RepositoryHost(host.url, lambda _r: StaticToken("basic", Secret(TOKEN))), lambda: now[0],
+        )  # fmt: skip
+
+    def exported(at: int) -> list[str]:
+        out = tmp_path / f"export-{at}.jsonl"
+        return export_training(store, now[0], out, now[0], actor="t").sessions
+
+    with serving(create_app(store, clock=lambda: now[0], sessions=sessions)) as base:
+        auth = {"Authorization": f"Bearer {token.reveal()}"}
+
+        def turn(path: str, body: dict[str, Any]) -> str:
+            started = httpx.post(f"{base}{path}", json=body, headers=auth, timeout=60)
+            assert started.status_code in (200, 201), started.text
+            sid: str = started.json()["id"]
+            prompted = httpx.post(f"{base}/v1/sessions/{sid}/prompts", json={"text": "go"}, headers=auth, timeout=60)
+            assert prompted.status_code == 200 and "event: exit" in prompted.text
+            assert httpx.post(f"{base}/v1/sessions/{sid}/end", headers=auth, timeout=60).status_code == 200
+            return sid
+
+        sid = turn("/v1/sessions", {"repository_id": repo.id})
+        first = httpx.get(f"{base}/v1/sessions/{sid}", headers=auth).json()
+        assert first["delete_after"].startswith((T0 + timedelta(days=30)).date().isoformat())
+        assert exported(1) == []  # training off at its last activity
+        now[0] = T0 + timedelta(days=2)
+        on = httpx.put(f"{base}/v1/users/{user.id}/settings/training", json={"enabled": True}, headers=auth)
+        assert on.status_code == 200, on.text
+        assert httpx.get(f"{base}/v1/sessions/{sid}", headers=auth).json()["delete_after"] == first["delete_after"]
+        assert exported(2) == []  # turning it on makes no stored session eligible...
+        now[0] = T0 + timedelta(days=3)
+        assert turn(f"/v1/sessions/{sid}/resume", {}) == sid  # ...until that session sees new activity
+        resumed = httpx.get(f"{base}/v1/sessions/{sid}", headers=auth).json()
+        assert resumed["delete_after"].startswith(f"{now[0].year + 5}-{now[0]:%m-%d}")
+        assert resumed["retention_rule"] != first["retention_rule"]
+        assert exported(3) == [sid]
+        with open(tmp_path / "export-3.jsonl") as handle:
+            turns = [item["turn"] for item in json.loads(handle.readline())["items"]]
+        assert turns == [1, 1, 1, 2, 2, 2]  # eligible as a whole: the turn from before the resume too
+        assert httpx.delete(f"{base}/v1/sessions/{sid}", headers=auth).status_code == 204
+        now[0] = T0 + timedelta(days=4)
+        assert exported(4) == []
+    assert (tmp_path / "export-4.jsonl").read_bytes() == b""

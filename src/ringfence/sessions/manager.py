@@ -241,6 +241,8 @@ class SessionManager:
                 )
             )
             live = LiveSession(session_id, user_id, repository, branch, sandbox, directory, env)
+            if resume:
+                live.turn = content.last_turn(self.store, session_id)
             remote = f"http://127.0.0.1:{GATEWAY_PORT}{repository.path}"
             progress("clone", f"cloning {repository} through the gateway")
             code, said = await self._stream(

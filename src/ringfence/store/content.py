@@ -259,3 +259,9 @@ def rate(store: Store, session_id: str, value: int | str, at: datetime, *, actor
 def count_content(store: Store, session_id: str) -> int:
     with store.read() as db:
         return int(db.scalar(select(func.count()).where(ContentItem.session_id == session_id)) or 0)
+
+
+def last_turn(store: Store, session_id: str) -> int:
+    """The highest turn kept for a session (0: none), so a resumed session numbers its turns on from there."""
+    with store.read() as db:
+        return int(db.scalar(select(func.max(ContentItem.turn)).where(ContentItem.session_id == session_id)) or 0)
