@@ -20,7 +20,7 @@ from ringfence.gateway.git_proxy import Gateway
 from ringfence.githost import GitHost, git, make_repository
 from ringfence.net.addresses import AddressPolicy
 from ringfence.net.resolve import CachingResolver, StaticResolver
-from ringfence.sandbox import BubblewrapBackend
+from ringfence.sandbox import BubblewrapBackend, Exit
 from ringfence.sessions.manager import Environment, RepositoryHost, SessionManager
 from ringfence.store import accounts
 from ringfence.store.crypto import Secret
@@ -55,7 +55,8 @@ async def _run(store, base: Path, rounds: int) -> list[Figure]:  # type: ignore[
     )
     auth = ["-c", f"http.extraHeader=Authorization: {host.expected()}"]
     ready, plain, lifecycle = [], [], []
-    split: dict[str, list[float]] = {"start (sandbox + clone)": [], "agent turn + capture": [], "push + teardown": []}
+    names = ("sandbox + proxies", "clone + branch", "agent turn", "capture", "push + teardown")
+    split: dict[str, list[float]] = {name: [] for name in names}
     env = Environment(network="none")
     try:
         for i in range(rounds):
@@ -63,17 +64,24 @@ async def _run(store, base: Path, rounds: int) -> list[Figure]:  # type: ignore[
             start = time.perf_counter()
             git(*auth, "clone", "-q", f"{host.url}/demo/example.git", str(base / "plain"))
             plain.append(time.perf_counter() - start)
+            marks: dict[str, float] = {}
+
+            def mark(step: str, _detail: str, marks: dict[str, float] = marks) -> None:
+                marks.setdefault(step, time.perf_counter())
+
             t0 = time.perf_counter()
-            live = await manager.start(user.id, repo.id, env)
+            live = await manager.start(user.id, repo.id, env, progress=mark)
             t1 = time.perf_counter()
             ready.append(t1 - t0)
-            async for _ in manager.prompt(live.id, f"round {i}"):
-                pass
+            async for event in manager.prompt(live.id, f"round {i}"):
+                if isinstance(event, Exit):
+                    exited = time.perf_counter()  # the agent is done; what follows is the diff and the store
             t2 = time.perf_counter()
             await manager.end(live.id)
             t3 = time.perf_counter()
             lifecycle.append(t3 - t0)
-            for name, value in zip(split, (t1 - t0, t2 - t1, t3 - t2), strict=True):
+            parts = (marks["clone"] - t0, t1 - marks["clone"], exited - t1, t2 - exited, t3 - t2)
+            for name, value in zip(split, parts, strict=True):
                 split[name].append(value)
     finally:
         await manager.shutdown()
