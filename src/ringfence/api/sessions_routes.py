@@ -233,7 +233,12 @@ async def prompt(
 ) -> StreamingResponse:
     manager = _manager(request)
     _own(store, session_id, who)
-    stream = manager.prompt(session_id, body.text)
+    return await prompt_stream(manager, session_id, body.text)
+
+
+async def prompt_stream(manager: SessionManager, session_id: str, text: str) -> StreamingResponse:
+    """One agent turn as server-sent events: `output` {stream, text}..., then `exit` {code, timed_out}."""
+    stream = manager.prompt(session_id, text)
     first = await anext(stream)  # refusals (not running, deleted...) become HTTP errors before the stream starts
 
     async def events() -> AsyncIterator[bytes]:

@@ -89,6 +89,23 @@ def trusted_preset() -> tuple[HostRule, ...]:
 
 
 @cache
+def trusted_categories() -> tuple[tuple[str, HostRule], ...]:
+    """The trusted preset with the category each rule is listed under (its preceding '# ' heading line)."""
+    text = resources.files("ringfence.egress").joinpath("data/trusted-domains.txt").read_text()
+    category = ""
+    found: list[tuple[str, HostRule]] = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            heading = stripped.lstrip("#").strip()
+            if heading and len(heading) < 60 and not heading.endswith("."):
+                category = heading
+            continue
+        found.extend((category, rule) for rule in parse_rules([line], "trusted preset"))
+    return tuple(found)
+
+
+@cache
 def telemetry_hosts() -> tuple[HostRule, ...]:
     text = resources.files("ringfence.egress").joinpath("data/telemetry-hosts.txt").read_text()
     return parse_rules(text.splitlines(), "telemetry list")

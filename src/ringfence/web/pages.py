@@ -1,0 +1,571 @@
+"""The console's pages: sessions, one session (live output, code change, branch, egress timeline, data flow),
+privacy settings, environments, and the organization admin's page. Server-rendered (Jinja2), a little
+JavaScript for the live output and confirmations; every form carries the CSRF token.
+
+Owns: routes under /ui and what each page shows. Decisions come from the store and the policy (never decided
+here); sessions are started, prompted, ended and deleted through the same session manager as the API.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from pydantic import ValidationError
+from sqlalchemy import select
+
+from ringfence.api.errors import describe
+from ringfence.api.sessions_routes import DEFAULT_NAME, prompt_stream
+from ringfence.audit.table import audit_records
+from ringfence.policy.calendar import format_time
+from ringfence.sessions.environments import DEFAULT, EnvironmentSettings, check_name
+from ringfence.sessions.manager import SessionManager
+from ringfence.store import accounts, content, environments, ledger
+from ringfence.store.db import Store
+from ringfence.store.errors import NotFound
+from ringfence.store.models import ApiKey, Organization, Repository, Session, User
+from ringfence.web import signin
+from ringfence.web.dataflow import flows, human_bytes, permits_of, render_svg
+from ringfence.web.diff import render_diff
+
+router = APIRouter(prefix="/ui", include_in_schema=False)
+templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+templates.env.filters["bytes"] = human_bytes
+templates.env.filters["when"] = lambda value: "" if value is None else format_time(value)[:16].replace("T", " ")
+# The statement a consumer reads next to the training switch: POLICY.md's words on what the switch changes.
+TRAINING_STATEMENT = [
+    "On: sessions you start or resume while it is on may be used to train models, and are kept 5 years from their "
+    "last activity.",
+    "Off: no session is used for training from the moment you turn it off, even sessions from when it was on; "
+    "stored sessions are kept at most 30 days from the change.",
+    "Turning it on again does not make older sessions eligible or lengthen their retention until you resume them.",
+    "You may delete any session at any time; its content becomes unreadable at once.",
+]
+
+
+class _Viewer:
+    def __init__(self, user: User, key: ApiKey) -> None:
+        self.user, self.key = user, key
+
+    @property
+    def manages_account(self) -> bool:
+        return self.user.org_id is None or self.user.org_admin
+
+
+def _store(request: Request) -> Store:
+    store: Store = request.app.state.store
+    return store
+
+
+def _now(request: Request) -> datetime:
+    clock: Callable[[], datetime] = request.app.state.clock
+    return clock()
+
+
+def _manager(request: Request) -> SessionManager | None:
+    return getattr(request.app.state, "sessions", None)
+
+
+def _viewer(request: Request) -> _Viewer | None:
+    found = signin.signed_in(request, _store(request))
+    return None if found is None else _Viewer(*found)
+
+
+def _page(request: Request, viewer: _Viewer, name: str, status: int = 200, **values: Any) -> HTMLResponse:
+    values.setdefault("error", request.query_params.get("error"))
+    values.setdefault("notice", request.query_params.get("notice"))
+    return templates.TemplateResponse(
+        request,
+        name,
+        {"viewer": viewer, "csrf": signin.csrf_token(request), "sandboxes": _manager(request) is not None, **values},
+        status_code=status,
+    )
+
+
+def _back(path: str, *, error: str | None = None, notice: str | None = None) -> RedirectResponse:
+    from urllib.parse import urlencode
+
+    query = urlencode({k: v for k, v in (("error", error), ("notice", notice)) if v})
+    return RedirectResponse(f"{path}?{query}" if query else path, status_code=303)
+
+
+def _login() -> RedirectResponse:
+    return RedirectResponse("/ui/login", status_code=303)
+
+
+def _problem(exc: Exception) -> str:
+    described = describe(exc)
+    if described is None:
+        raise exc
+    return described[2]
+
+
+# --- sign in -------------------------------------------------------------------------------------------------
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_page(request: Request) -> HTMLResponse:
+    return templates.TemplateResponse(request, "login.html", {"error": request.query_params.get("error")})
+
+
+@router.post("/login")
+def login(request: Request, token: str = Form(...)) -> Response:
+    found = accounts.authenticate(_store(request), token.strip())
+    if found is None:
+        return templates.TemplateResponse(
+            request, "login.html", {"error": "that token is unknown, malformed or revoked"}, status_code=401
+        )
+    response = RedirectResponse("/ui/", status_code=303)
+    signin.sign_in(response, request, token.strip())
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request, csrf: str = Form("")) -> Response:
+    signin.check_csrf(request, csrf)
+    response = _login()
+    signin.sign_out(response)
+    return response
+
+
+# --- sessions ------------------------------------------------------------------------------------------------
+
+
+def _decisions(store: Store, account_id: str, at: datetime) -> dict[str, Any]:
+    with store.read() as db:
+        return ledger.decisions(store, db, account_id, at).sessions
+
+
+@router.get("/", response_class=HTMLResponse)
+def sessions_page(request: Request) -> Response:
+    viewer = _viewer(request)
+    if viewer is None:
+        return _login()
+    store, now = _store(request), _now(request)
+    with store.read() as db:
+        rows = db.scalars(
+            select(Session).where(Session.user_id == viewer.user.id).order_by(Session.created_at.desc())
+        ).all()
+        repos = {r.id: r for r in db.scalars(select(Repository).where(Repository.user_id == viewer.user.id))}
+    decided = _decisions(store, viewer.user.account_id, now)
+    manager = _manager(request)
+    active = [
+        {
+            "row": row,
+            "repository": repos.get(row.repository_id or ""),
+            "decision": decided.get(row.id),
+            "running": manager is not None and row.id in manager.live,
+        }
+        for row in rows
+        if row.state == "active"
+    ]
+    gone = [row for row in rows if row.state != "active"]
+    envs = environments.list_environments(store, viewer.user.account_id)
+    return _page(request, viewer, "sessions.html", sessions=active, gone=gone, repositories=list(repos.values()),
+                 environments=envs, has_default=any(e.name == DEFAULT_NAME for e in envs))  # fmt: skip
+
+
+@router.post("/sessions")
+async def start_session(
+    request: Request, repository_id: str = Form(...), environment: str = Form(DEFAULT_NAME), csrf: str = Form("")
+) -> Response:
+    viewer = _viewer(request)
+    if viewer is None:
+        return _login()
+    signin.check_csrf(request, csrf)
+    manager = _manager(request)
+    if manager is None:
+        return _back("/ui/", error="this server runs no sandboxes: sessions are not available here")
+    from ringfence.api.sessions_routes import _environment  # the API's own resolution of an environment name
+
+    try:
+        env, env_id = _environment(_store(request), viewer, environment)  # type: ignore[arg-type]
+        live = await manager.start(viewer.user.id, repository_id, env, environment_id=env_id)
+    except Exception as exc:  # every refusal is shown on the page, by its own words
+        return _back("/ui/", error=_problem(exc))
+    return _back(f"/ui/sessions/{live.id}", notice=f"session started on branch {live.branch}")
+
+
+def _own(request: Request, viewer: _Viewer, session_id: str) -> Session:
+    with _store(request).read() as db:
+        row = db.get(Session, session_id)
+    if row is None or row.user_id != viewer.user.id:
+        raise NotFound(f"no session {session_id!r}")
+    return row
+
+
+def _records(store: Store, session_ids: list[str], limit: int = 2000) -> list[dict[str, Any]]:
+    if not session_ids:
+        return []
+    with store.read() as db:
+        rows = db.execute(
+            select(audit_records.c.seq, audit_records.c.at, audit_records.c.kind, audit_records.c.data)
+            .where(audit_records.c.subject.in_(session_ids))
+            .where(audit_records.c.kind.in_(("egress.connection", "gateway.request")))
+            .order_by(audit_records.c.seq.desc())
+            .limit(limit)
+        ).all()
+    return [{"seq": r.seq, "at": r.at, "kind": r.kind, **json.loads(r.data)} for r in reversed(rows)]
+
+
+def _settings_of(store: Store, account_id: str, environment_id: str | None) -> dict[str, Any] | None:
+    if environment_id is None:
+        return DEFAULT.model_dump()
+    try:
+        return environments.find_environment(store, account_id, environment_id).settings
+    except NotFound:
+        return None
+
+
+@router.get("/sessions/{session_id}", response_class=HTMLResponse)
+def session_page(request: Request, session_id: str) -> Response:
+    viewer = _viewer(request)
+    if viewer is None:
+        return _login()
+    store = _store(request)
+    try:
+        row = _own(request, viewer, session_id)
+    except NotFound as exc:
+        return _page(request, viewer, "error.html", status=404, message=str(exc))
+    kept = content.read_content(store, session_id) if row.state == "active" else []
+    changes = [item for item in kept if item.kind == "code_change"]
+    diff, cut = render_diff(changes[-1].text) if changes else ([], False)
+    records = _records(store, [session_id])
+    with store.read() as db:
+        repo = db.get(Repository, row.repository_id) if row.repository_id else None
+    hosts = [repo.host] if repo is not None else []
+    settings = _settings_of(store, viewer.user.account_id, row.environment_id)
+    picture = render_svg(f"session {session_id}", flows(records, repository_hosts=hosts), permits_of(settings))
+    decided = _decisions(store, viewer.user.account_id, _now(request)).get(session_id)
+    pushed = [r for r in records if r.get("kind") == "gateway.request" and r.get("service") == "git-receive-pack"
+              and r.get("operation") == "rpc" and r.get("decision") == "allow"]  # fmt: skip
+    manager = _manager(request)
+    return _page(request, viewer, "session.html", session=row, repository=repo, kept=kept, diff=diff, cut=cut,
+                 records=records, picture=picture, decision=decided, pushed=bool(pushed),
+                 running=manager is not None and session_id in manager.live)  # fmt: skip
+
+
+@router.post("/sessions/{session_id}/prompt")
+async def prompt(request: Request, session_id: str, text: str = Form(...), csrf: str = Form("")) -> Response:
+    viewer = _viewer(request)
+    if viewer is None:
+        return Response("sign in first", status_code=401)
+    signin.check_csrf(request, csrf)
+    _own(request, viewer, session_id)
+    manager = _manager(request)
+    if manager is None:
+        return Response("this server runs no sandboxes", status_code=503)
+    return await prompt_stream(manager, session_id, text)
+
+
+@router.post("/sessions/{session_id}/end")
+async def end_session(request: Request, session_id: str, csrf: str = Form("")) -> Response:
+    viewer = _viewer(request)
+    if viewer is None:
+        return _login()
+    signin.check_csrf(request, csrf)
+    _own(request, viewer, session_id)
+    manager = _manager(request)
+    try:
+        if manager is None:
+            raise NotFound("this server runs no sandboxes")
+        commit = await manager.end(session_id)
+    except Exception as exc:
+        return _back(f"/ui/sessions/{session_id}", error=_problem(exc))
+    return _back(f"/ui/sessions/{session_id}", notice=f"pushed {commit[:12]} to ringfence/{session_id}")
+
+
+@router.post("/sessions/{session_id}/delete")
+async def delete_session(request: Request, session_id: str, csrf: str = Form(""), confirm: str = Form("")) -> Response:
+    viewer = _viewer(request)
+    if viewer is None:
+        return _login()
+    signin.check_csrf(request, csrf)
+    row = _own(request, viewer, session_id)
+    if confirm != "yes":  # without JavaScript's dialog: ask on a page of its own
+        return _page(request, viewer, "confirm_delete.html", session=row)
+    manager = _manager(request)
+    try:
+        if manager is not None:
+            await manager.delete(session_id, actor=viewer.user.id)
+        else:
+            content.delete_session(_store(request), session_id, _now(request), actor=viewer.user.id)
+    except Exception as exc:
+        return _back("/ui/", error=_problem(exc))
+    return _back("/ui/", notice=f"session {session_id} deleted: its content is unreadable")
+
+
+@router.post("/sessions/{session_id}/feedback")
+def feedback(request: Request, session_id: str, comment: str = Form(...), csrf: str = Form("")) -> Response:
+    viewer = _viewer(request)
+    if viewer is None:
+        return _login()
+    signin.check_csrf(request, csrf)
+    _own(request, viewer, session_id)
+    store = _store(request)
+    try:
+        kept = content.read_content(store, session_id)
+        transcript = "\n\n".join([f"comment: {comment}", *(f"[turn {i.turn} {i.kind}]\n{i.text}" for i in kept)])
+        made = content.add_feedback(store, session_id, transcript, _now(request), actor=viewer.user.id)
+    except Exception as exc:
+        return _back(f"/ui/sessions/{session_id}", error=_problem(exc))
+    until = format_time(made.delete_after)[:10]
+    return _back(f"/ui/sessions/{session_id}", notice=f"feedback sent with the transcript; kept until {until}")
+
+
+@router.post("/sessions/{session_id}/rating")
+def rating(request: Request, session_id: str, value: str = Form(...), csrf: str = Form("")) -> Response:
+    viewer = _viewer(request)
+    if viewer is None:
+        return _login()
+    signin.check_csrf(request, csrf)
+    _own(request, viewer, session_id)
+    if value not in ("1", "2", "3", "dismiss"):
+        return _back(f"/ui/sessions/{session_id}", error=f"rating {value!r} is not 1, 2, 3 or dismiss")
+    try:
+        given: int | str = value if value == "dismiss" else int(value)
+        content.rate(_store(request), session_id, given, _now(request), actor=viewer.user.id)
+    except Exception as exc:
+        return _back(f"/ui/sessions/{session_id}", error=_problem(exc))
+    return _back(f"/ui/sessions/{session_id}", notice=f"rated {value}: only the rating is stored")
+
+
+# --- data flow -----------------------------------------------------------------------------------------------
+
+
+def _scope(
+    request: Request, viewer: _Viewer, session: str | None, environment: str | None, org: bool
+) -> tuple[str, list[str], dict[str, Any] | None]:
+    """What a data-flow picture covers: (subject, its session ids, the settings it is compared with)."""
+    store, user = _store(request), viewer.user
+    if session:
+        row = _own(request, viewer, session)
+        return f"session {session}", [session], _settings_of(store, user.account_id, row.environment_id)
+    with store.read() as db:
+        query = select(Session.id).where(Session.account_id == user.account_id)
+        if not (org and user.org_admin):
+            query = query.where(Session.user_id == user.id)
+        if environment:
+            env = environments.find_environment(store, user.account_id, environment)
+            ids = list(db.scalars(query.where(Session.environment_id == env.id)))
+            return f"environment {env.name}", ids, env.settings
+        ids = list(db.scalars(query))
+    subject = "organization" if org and user.org_admin else "all your sessions"
+    return subject, ids, None if org else DEFAULT.model_dump()
+
+
+@router.get("/dataflow", response_class=HTMLResponse)
+def dataflow_page(
+    request: Request, session: str | None = None, environment: str | None = None, org: bool = False
+) -> Response:
+    viewer = _viewer(request)
+    if viewer is None:
+        return _login()
+    try:
+        subject, ids, settings = _scope(request, viewer, session, environment, org)
+    except NotFound as exc:
+        return _page(request, viewer, "error.html", status=404, message=str(exc))
+    found = flows(_records(_store(request), ids, limit=20000))
+    permits = permits_of(settings) if settings is not None else ["each session: its own environment's policy"]
+    envs = environments.list_environments(_store(request), viewer.user.account_id)
+    return _page(request, viewer, "dataflow.html", subject=subject, picture=render_svg(subject, found, permits),
+                 flows=found, environments=envs, query=request.url.query)  # fmt: skip
+
+
+@router.get("/dataflow.svg")
+def dataflow_svg(
+    request: Request, session: str | None = None, environment: str | None = None, org: bool = False
+) -> Response:
+    viewer = _viewer(request)
+    if viewer is None:
+        return Response("sign in first", status_code=401)
+    subject, ids, settings = _scope(request, viewer, session, environment, org)
+    permits = permits_of(settings) if settings is not None else ["each session: its own environment's policy"]
+    picture = render_svg(subject, flows(_records(_store(request), ids, limit=20000)), permits)
+    return Response(picture, media_type="image/svg+xml", headers={"Content-Disposition": "inline"})
+
+
+# --- privacy -------------------------------------------------------------------------------------------------
+
+
+@router.get("/privacy", response_class=HTMLResponse)
+def privacy_page(request: Request) -> Response:
+    viewer = _viewer(request)
+    if viewer is None:
+        return _login()
+    store = _store(request)
+    consumer = viewer.user.org_id is None
+    history = accounts.settings_history(store, viewer.user.account_id)
+    with store.read() as db:
+        rows = db.scalars(
+            select(Session).where(Session.user_id == viewer.user.id, Session.state == "active")
+            .order_by(Session.delete_after)
+        ).all()  # fmt: skip
+        org = db.get(Organization, viewer.user.org_id) if viewer.user.org_id else None
+    decided = _decisions(store, viewer.user.account_id, _now(request))
+    return _page(request, viewer, "privacy.html", consumer=consumer, history=history, sessions=rows, org=org,
+                 decided=decided, statement=TRAINING_STATEMENT)  # fmt: skip
+
+
+@router.post("/privacy/training")
+def set_training(request: Request, enabled: str = Form(...), csrf: str = Form("")) -> Response:
+    viewer = _viewer(request)
+    if viewer is None:
+        return _login()
+    signin.check_csrf(request, csrf)
+    try:
+        accounts.set_training(_store(request), viewer.user.id, enabled == "on", _now(request), actor=viewer.user.id)
+    except Exception as exc:
+        return _back("/ui/privacy", error=_problem(exc))
+    return _back("/ui/privacy", notice=f"training turned {'on' if enabled == 'on' else 'off'}")
+
+
+# --- environments and the organization -----------------------------------------------------------------------
+
+
+@router.get("/environments", response_class=HTMLResponse)
+def environments_page(request: Request) -> Response:
+    viewer = _viewer(request)
+    if viewer is None:
+        return _login()
+    envs = environments.list_environments(_store(request), viewer.user.account_id)
+    return _page(request, viewer, "environments.html", environments=envs)
+
+
+def _lines(text: str) -> list[str]:
+    return [line.strip() for line in text.replace(",", "\n").splitlines() if line.strip()]
+
+
+@router.post("/environments")
+def save_environment(
+    request: Request,
+    name: str = Form(...),
+    network: str = Form("trusted"),
+    allow: str = Form(""),
+    deny: str = Form(""),
+    agent: str = Form(""),
+    setup: str = Form(""),
+    setup_network: str = Form("trusted"),
+    setup_allow: str = Form(""),
+    telemetry: str = Form(""),
+    memory: str = Form("2G"),
+    workspace: str = Form("10G"),
+    csrf: str = Form(""),
+) -> Response:
+    viewer = _viewer(request)
+    if viewer is None:
+        return _login()
+    signin.check_csrf(request, csrf)
+    if not viewer.manages_account:
+        return _back("/ui/environments", error=f"only an admin of organization {viewer.user.org_id} manages these")
+    raw: dict[str, Any] = {
+        "network": network,
+        "allow": _lines(allow),
+        "deny": _lines(deny),
+        "setup_network": setup_network,
+        "setup_allow": _lines(setup_allow),
+        "telemetry": telemetry == "on",
+        "limits": {"memory": memory, "workspace": workspace},
+    }
+    if agent.strip():
+        raw["agent"] = agent.strip()
+    if setup.strip():
+        raw["setup"] = setup.replace("\r\n", "\n")
+    store, now = _store(request), _now(request)
+    try:
+        check_name(name)
+        settings = EnvironmentSettings.model_validate(raw).model_dump()
+        existing = {e.name for e in environments.list_environments(store, viewer.user.account_id)}
+        if name in existing:
+            environments.replace_environment(store, viewer.user.account_id, name, settings, now, actor=viewer.user.id)
+        else:
+            environments.create_environment(store, viewer.user.account_id, name, settings, now, actor=viewer.user.id)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors())
+        return _back("/ui/environments", error=problems)
+    except ValueError as exc:
+        return _back("/ui/environments", error=str(exc))
+    except Exception as exc:
+        return _back("/ui/environments", error=_problem(exc))
+    return _back("/ui/environments", notice=f"environment {name} saved")
+
+
+@router.post("/environments/{name}/delete")
+def delete_environment(request: Request, name: str, csrf: str = Form("")) -> Response:
+    viewer = _viewer(request)
+    if viewer is None:
+        return _login()
+    signin.check_csrf(request, csrf)
+    if not viewer.manages_account:
+        return _back("/ui/environments", error=f"only an admin of organization {viewer.user.org_id} manages these")
+    try:
+        environments.delete_environment(_store(request), viewer.user.account_id, name, _now(request),
+                                        actor=viewer.user.id)  # fmt: skip
+    except Exception as exc:
+        return _back("/ui/environments", error=_problem(exc))
+    return _back("/ui/environments", notice=f"environment {name} deleted")
+
+
+@router.get("/org", response_class=HTMLResponse)
+def org_page(request: Request) -> Response:
+    viewer = _viewer(request)
+    if viewer is None:
+        return _login()
+    if not (viewer.user.org_id and viewer.user.org_admin):
+        return _page(request, viewer, "error.html", status=403, message="this page is for organization admins")
+    store = _store(request)
+    org_id = viewer.user.org_id
+    with store.read() as db:
+        org = db.get(Organization, org_id)
+        members = db.scalars(select(User).where(User.org_id == org_id).order_by(User.name)).all()
+        keys = db.scalars(
+            select(ApiKey).where(ApiKey.user_id.in_([m.id for m in members])).order_by(ApiKey.created_at)
+        ).all()
+        sessions = db.scalars(
+            select(Session).where(Session.account_id == org_id).order_by(Session.created_at.desc()).limit(200)
+        ).all()
+    plan = store.rules.plan(org.plan) if org is not None else None
+    checks: dict[str, Any] = getattr(request.app.state, "audit_checks", {})
+    return _page(request, viewer, "org.html", org=org, plan=plan, members=members, keys=keys, sessions=sessions,
+                 history=accounts.settings_history(store, org_id), check=checks.get("last"),
+                 environments=environments.list_environments(store, org_id))  # fmt: skip
+
+
+@router.post("/org/switches")
+def org_switches(request: Request, switch: str = Form(...), enabled: str = Form(...), csrf: str = Form("")) -> Response:
+    viewer = _viewer(request)
+    if viewer is None:
+        return _login()
+    signin.check_csrf(request, csrf)
+    if not (viewer.user.org_id and viewer.user.org_admin):
+        return _back("/ui/org", error="this needs an organization admin")
+    try:
+        accounts.set_org_switch(_store(request), viewer.user.org_id, switch, enabled == "on", _now(request),
+                                actor=viewer.user.id)  # fmt: skip
+    except Exception as exc:
+        return _back("/ui/org", error=_problem(exc))
+    return _back("/ui/org", notice=f"{switch.upper()} turned {'on' if enabled == 'on' else 'off'}")
+
+
+@router.post("/org/verify")
+def verify_audit(request: Request, csrf: str = Form("")) -> Response:
+    viewer = _viewer(request)
+    if viewer is None:
+        return _login()
+    signin.check_csrf(request, csrf)
+    if not (viewer.user.org_id and viewer.user.org_admin):
+        return _back("/ui/org", error="this needs an organization admin")
+    store = _store(request)
+    result = store.audit.verify(store.engine)
+    if not hasattr(request.app.state, "audit_checks"):
+        request.app.state.audit_checks = {}
+    request.app.state.audit_checks["last"] = {"at": _now(request), "result": result}
+    if result.ok:
+        return _back("/ui/org", notice=f"audit chain intact: {result.count} records")
+    return _back("/ui/org", error=f"audit chain broken: {result.problem}")
