@@ -18,6 +18,7 @@ from bench import (
     sandbox_bench,
     sessions_bench,
     sweep_bench,
+    web_bench,
 )
 from bench.common import Figure, machine
 
@@ -39,6 +40,7 @@ def main() -> int:
         ("egress", lambda: egress_bench.run(1024 // scale, 5.0 if not args.quick else 2.0, 10_000 // scale)),
         ("gateway", lambda: gateway_bench.run(3 if not args.quick else 1, 500 // scale)),
         ("sessions", lambda: sessions_bench.run(15 if not args.quick else 3)),
+        ("web console", lambda: web_bench.run(1000, 15 if not args.quick else 3)),
     ]:
         print(f"running {label} ...", flush=True)
         figures.extend(bench())

@@ -138,3 +138,20 @@ def test_a_diff_is_rendered_with_line_numbers() -> None:
         ("context", 3, 3), ("del", 4, None), ("add", None, 4),
     ]  # fmt: skip
     assert not cut
+
+
+def test_the_sessions_list_is_paged_newest_first(store: Store) -> None:
+    from datetime import timedelta
+
+    user = accounts.create_user(store, "ana", T0, actor="t", plan="pro")
+    _, token = accounts.create_api_key(store, user.id, "t", T0, actor="t")
+    made = [content.start_session(store, user.id, T0 + timedelta(minutes=i), repository_id=None).id for i in range(120)]
+    with (
+        serving(create_app(store, clock=lambda: T0 + timedelta(hours=3))) as base,
+        _signed_in(base, token.reveal()) as c,
+    ):
+        first = c.get("/ui/").text
+        assert first.count("<tr data-session=") == 100 and "page 1 of 2 (120 sessions)" in first
+        assert made[-1] in first and made[0] not in first
+        second = c.get("/ui/", params={"page": 2}).text
+        assert second.count("<tr data-session=") == 20 and made[0] in second and "newer" in second

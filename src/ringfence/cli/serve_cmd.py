@@ -71,7 +71,7 @@ def serve(
     shown = f"[{host}]" if ":" in host else host
     out.print(f"ringfence {config.data_dir}: policy {store.rules.stamp}")
     reconcile_sandboxes(config)
-    out.print(f"web address:  http://{shown}:{port}/   (API docs at /docs, schema at /openapi.json)")
+    out.print(f"web address:  http://{shown}:{port}/   (the console at /ui/, API docs at /docs)")
     out.print(f"admin token:  {token.reveal()}")
     out.print(f"try:          curl -H 'Authorization: Bearer {token.reveal()}' http://{shown}:{port}/v1/me")
     sessions = None
@@ -86,6 +86,7 @@ def serve(
             out.print(f"  ringfence session start{at} --repo {demo.repository_id}")
             out.print(f'  ringfence session prompt{at} SESSION "add a note"')
             out.print(f"  ringfence session show{at} SESSION      # its egress audit, among the rest")
+            out.print(f"  or sign in to the console at http://{shown}:{port}/ui/ with the same token")
     app = create_app(store, sweep_interval=config.sweep_interval_seconds, sessions=sessions)
     uvicorn.run(app, host=host.strip("[]"), port=int(port), log_level="info")
 

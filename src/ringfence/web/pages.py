@@ -18,7 +18,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from ringfence.api.errors import describe
 from ringfence.api.sessions_routes import DEFAULT_NAME, prompt_stream
@@ -142,16 +142,24 @@ def _decisions(store: Store, account_id: str, at: datetime) -> dict[str, Any]:
         return ledger.decisions(store, db, account_id, at).sessions
 
 
+PAGE_SIZE = 100  # sessions per page of the list, newest first
+
+
 @router.get("/", response_class=HTMLResponse)
-def sessions_page(request: Request) -> Response:
+def sessions_page(request: Request, page: int = 1) -> Response:
     viewer = _viewer(request)
     if viewer is None:
         return _login()
     store, now = _store(request), _now(request)
+    page = max(page, 1)
+    mine = Session.user_id == viewer.user.id
     with store.read() as db:
         rows = db.scalars(
-            select(Session).where(Session.user_id == viewer.user.id).order_by(Session.created_at.desc())
-        ).all()
+            select(Session).where(mine, Session.state == "active").order_by(Session.created_at.desc())
+            .limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)
+        ).all()  # fmt: skip
+        total = db.scalar(select(func.count()).select_from(Session).where(mine, Session.state == "active")) or 0
+        gone = db.scalar(select(func.count()).select_from(Session).where(mine, Session.state != "active")) or 0
         repos = {r.id: r for r in db.scalars(select(Repository).where(Repository.user_id == viewer.user.id))}
     decided = _decisions(store, viewer.user.account_id, now)
     manager = _manager(request)
@@ -163,12 +171,12 @@ def sessions_page(request: Request) -> Response:
             "running": manager is not None and row.id in manager.live,
         }
         for row in rows
-        if row.state == "active"
     ]
-    gone = [row for row in rows if row.state != "active"]
     envs = environments.list_environments(store, viewer.user.account_id)
+    pages = max((total + PAGE_SIZE - 1) // PAGE_SIZE, 1)
     return _page(request, viewer, "sessions.html", sessions=active, gone=gone, repositories=list(repos.values()),
-                 environments=envs, has_default=any(e.name == DEFAULT_NAME for e in envs))  # fmt: skip
+                 environments=envs, has_default=any(e.name == DEFAULT_NAME for e in envs), page=page, pages=pages,
+                 total=total)  # fmt: skip
 
 
 @router.post("/sessions")
