@@ -13,9 +13,9 @@ import httpx
 from tests.servers import serving
 
 from bench.common import Figure, fresh_store
-from ringfence.api.app import create_app
 from ringfence.audit import AuditEntry
 from ringfence.policy.calendar import format_time
+from ringfence.server import create_app
 from ringfence.store import accounts, content
 
 

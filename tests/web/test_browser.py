@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from ringfence.api.app import create_app
 from ringfence.egress.audit import BatchedAudit, StoreWriter
 from ringfence.egress.proxy import EgressProxy
 from ringfence.gateway.credentials import StaticToken
@@ -23,6 +22,7 @@ from ringfence.gateway.git_proxy import Gateway
 from ringfence.net.addresses import AddressPolicy
 from ringfence.net.resolve import CachingResolver, StaticResolver
 from ringfence.sandbox import BubblewrapBackend
+from ringfence.server import create_app
 from ringfence.sessions.environments import EnvironmentSettings
 from ringfence.sessions.manager import RepositoryHost, SessionManager
 from ringfence.store import accounts, content, environments

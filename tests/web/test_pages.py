@@ -10,7 +10,7 @@ from contextlib import contextmanager
 import httpx
 import pytest
 
-from ringfence.api.app import create_app
+from ringfence.server import create_app
 from ringfence.store import accounts, content
 from ringfence.store.db import Store
 from ringfence.web.dataflow import flows, group_of, render_svg
@@ -72,6 +72,17 @@ def test_sign_in_csrf_and_the_pages(store: Store) -> None:
             assert client.get("/ui/dataflow").status_code == 200
             svg = client.get("/ui/dataflow.svg", params={"session": mine.id})
             assert svg.headers["content-type"].startswith("image/svg+xml") and svg.text.startswith("<svg")
+            rated = client.post(f"/ui/sessions/{mine.id}/rating", data={"value": "2", "csrf": csrf},
+                                follow_redirects=True)  # fmt: skip
+            assert "only the rating is stored" in rated.text
+            bad = client.post(
+                f"/ui/sessions/{mine.id}/rating", data={"value": "7", "csrf": csrf}, follow_redirects=True
+            )
+            assert "is not 1, 2, 3 or dismiss" in bad.text
+            sent = client.post(f"/ui/sessions/{mine.id}/feedback", data={"comment": "nice", "csrf": csrf},
+                               follow_redirects=True)  # fmt: skip
+            assert "feedback sent with the transcript; kept until 2031" in sent.text
+            assert client.post(f"/ui/sessions/{theirs.id}/rating", data={"value": "1", "csrf": csrf}).status_code == 404
             asked = client.post(f"/ui/sessions/{mine.id}/delete", data={"csrf": csrf})
             assert asked.status_code == 200 and "cannot be undone" in asked.text  # no JavaScript: a page asks
             done = client.post(f"/ui/sessions/{mine.id}/delete", data={"csrf": csrf, "confirm": "yes"})
@@ -99,6 +110,19 @@ def test_an_org_admin_page(store: Store) -> None:
         assert "zero data retention is not available on plan" in zdr.text  # the policy's own words
         verified = client.post("/ui/org/verify", data={"csrf": csrf}, follow_redirects=True)
         assert "audit chain intact" in verified.text and "last verified checkpoint" in verified.text
+        added = client.post("/ui/org/members", data={"name": "zoe", "csrf": csrf}, follow_redirects=True)
+        assert "member zoe added" in added.text
+        made = client.post(f"/ui/org/members/{member.id}/tokens", data={"name": "laptop2", "csrf": csrf})
+        assert made.status_code == 200 and made.headers["cache-control"] == "no-store"
+        shown = re.search(r'id="new-token">(rf_[^<]+)<', made.text)
+        assert shown and accounts.authenticate(store, shown[1])[0].id == member.id  # it works, as that member
+        key_id = re.search(r"(key_[0-9a-f]+)", made.text)[1]
+        client.post(f"/ui/org/members/{member.id}/tokens/{key_id}/revoke", data={"csrf": csrf})
+        assert accounts.authenticate(store, shown[1]) is None
+        outsider = accounts.create_user(store, "x", T0, actor="t", plan="pro")
+        foreign = client.post(f"/ui/org/members/{outsider.id}/tokens", data={"name": "n", "csrf": csrf},
+                              follow_redirects=True)  # fmt: skip
+        assert "no member" in foreign.text and not accounts.list_api_keys(store, outsider.id)
 
 
 @pytest.mark.parametrize(

@@ -10,13 +10,9 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
-from html import escape
-from pathlib import Path
 
 from fastapi import FastAPI
-from fastapi.responses import HTMLResponse, RedirectResponse
-from fastapi.staticfiles import StaticFiles
-from starlette.requests import Request
+from fastapi.responses import RedirectResponse
 
 from ringfence import __version__
 from ringfence.api import errors
@@ -26,9 +22,6 @@ from ringfence.api.sessions_routes import router as sessions_router
 from ringfence.sessions.manager import SessionManager
 from ringfence.store.db import Store
 from ringfence.store.sweeper import sweep
-from ringfence.web import pages as console_pages
-from ringfence.web import signin
-from ringfence.web.pages import router as console_router
 
 log = logging.getLogger("ringfence.api")
 
@@ -72,18 +65,11 @@ def create_app(
     app.include_router(router)
     app.include_router(sessions_router)
     app.include_router(environments_router)
-    app.include_router(console_router)
-    app.mount("/ui/static", StaticFiles(directory=str(Path(console_pages.__file__).parent / "static")), name="static")
-    app.state.console_key = signin.new_key()
-
-    def csrf_refused(_: Request, exc: Exception) -> HTMLResponse:
-        return HTMLResponse(f"<!doctype html><title>Refused</title><p>{escape(str(exc))}</p>", status_code=403)
-
-    app.add_exception_handler(signin.CsrfRefused, csrf_refused)
+    app.state.console = False  # set by whoever mounts the web console on this app (ringfence.server)
 
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:
-        return RedirectResponse("/ui/")
+        return RedirectResponse("/ui/" if app.state.console else "/docs")
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:

@@ -20,16 +20,15 @@ from sqlalchemy import select
 from ringfence.api.auth import CurrentPrincipal, CurrentStore, Principal
 from ringfence.api.errors import Unavailable, describe
 from ringfence.audit.table import audit_records
-from ringfence.sandbox import Exit
-from ringfence.sessions.environments import DEFAULT, EnvironmentSettings
-from ringfence.sessions.manager import Environment, LiveSession, Progress, SessionManager
-from ringfence.store import content, environments
+from ringfence.live import sse, turn_events
+from ringfence.sessions.environments import DEFAULT_NAME, resolve_environment
+from ringfence.sessions.manager import LiveSession, Progress, SessionManager
+from ringfence.store import content
 from ringfence.store.db import Store
 from ringfence.store.errors import Invalid, NotFound
 from ringfence.store.models import Session
 
 log = logging.getLogger(__name__)
-DEFAULT_NAME = "default"
 
 router = APIRouter(prefix="/v1", tags=["sessions"])
 
@@ -62,18 +61,6 @@ def _own(store: CurrentStore, session_id: str, who: CurrentPrincipal) -> Session
     if row is None or row.user_id != who.id:
         raise NotFound(f"no session {session_id!r}")  # another user's session is not even confirmed to exist
     return row
-
-
-def _environment(store: Store, who: Principal, name_or_id: str) -> tuple[Environment, str | None]:
-    """The runtime environment a session of this user runs in, and the stored environment's id (None: the
-    built-in default, used when the account has no environment named 'default')."""
-    try:
-        row = environments.find_environment(store, who.user.account_id, name_or_id)
-    except NotFound:
-        if name_or_id == DEFAULT_NAME:
-            return DEFAULT.runtime(DEFAULT_NAME), None
-        raise
-    return EnvironmentSettings.model_validate(row.settings).runtime(row.name), row.id
 
 
 def _out(row: Session, manager: SessionManager | None) -> dict[str, Any]:
@@ -119,14 +106,14 @@ def _launch(
     async def run() -> None:
         try:
             live = await launch(
-                lambda step, detail: steps.put_nowait(_sse("progress", {"step": step, "detail": detail}))
+                lambda step, detail: steps.put_nowait(sse("progress", {"step": step, "detail": detail}))
             )
-            steps.put_nowait(_sse("session", _out(_own(store, live.id, who), manager)))
+            steps.put_nowait(sse("session", _out(_own(store, live.id, who), manager)))
         except Exception as exc:  # every failure becomes the stream's last event
             status, code, message = describe(exc) or (500, "internal", "internal error")
             if status == 500:
                 log.exception("session launch failed")
-            steps.put_nowait(_sse("error", {"status": status, "code": code, "message": message}))
+            steps.put_nowait(sse("error", {"status": status, "code": code, "message": message}))
         finally:
             steps.put_nowait(None)
 
@@ -153,7 +140,7 @@ _LAUNCHES: set[asyncio.Task[None]] = set()  # launches whose client may have gon
 async def start(
     body: SessionIn, who: CurrentPrincipal, store: CurrentStore, request: Request
 ) -> dict[str, Any] | StreamingResponse:
-    env, env_id = _environment(store, who, body.environment)
+    env, env_id = resolve_environment(store, who.user, body.environment)
 
     def launch(progress: Progress) -> Awaitable[LiveSession]:
         return _manager(request).start(who.id, body.repository_id, env, environment_id=env_id, progress=progress)
@@ -172,16 +159,16 @@ async def resume(
 ) -> dict[str, Any] | StreamingResponse:
     row = _own(store, session_id, who)
     if body.environment is not None:
-        env, _ = _environment(store, who, body.environment)
+        env, _ = resolve_environment(store, who.user, body.environment)
     elif row.environment_id is not None:
         try:
-            env, _ = _environment(store, who, row.environment_id)
+            env, _ = resolve_environment(store, who.user, row.environment_id)
         except NotFound:
             raise Invalid(
                 f"the environment session {session_id} ran in was deleted; resume it in another one"
             ) from None
     else:
-        env, _ = _environment(store, who, DEFAULT_NAME)
+        env, _ = resolve_environment(store, who.user, DEFAULT_NAME)
 
     def launch(progress: Progress) -> Awaitable[LiveSession]:
         return _manager(request).resume(session_id, who.id, env, progress=progress)
@@ -237,30 +224,9 @@ async def prompt(
 
 
 async def prompt_stream(manager: SessionManager, session_id: str, text: str) -> StreamingResponse:
-    """One agent turn as server-sent events: `output` {stream, text}..., then `exit` {code, timed_out}."""
-    stream = manager.prompt(session_id, text)
-    first = await anext(stream)  # refusals (not running, deleted...) become HTTP errors before the stream starts
-
-    async def events() -> AsyncIterator[bytes]:
-        event: Any = first
-        try:
-            while True:
-                if isinstance(event, Exit):
-                    yield _sse("exit", {"code": event.code, "timed_out": event.timed_out})
-                else:
-                    yield _sse("output", {"stream": event.stream, "text": event.data.decode("utf-8", "replace")})
-                try:
-                    event = await anext(stream)
-                except StopAsyncIteration:
-                    return
-        finally:
-            await stream.aclose()  # a client that goes away ends the turn's command too
-
-    return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
-
-
-def _sse(kind: str, data: dict[str, Any]) -> bytes:
-    return f"event: {kind}\ndata: {json.dumps(data)}\n\n".encode()
+    """One agent turn as server-sent events (ringfence.sessions.live)."""
+    events = await turn_events(manager, session_id, text)  # refusals become HTTP errors before the stream starts
+    return StreamingResponse(events, media_type="text/event-stream", headers={"Cache-Control": "no-store"})
 
 
 @router.post("/sessions/{session_id}/end", summary="Push the session branch and end the session")

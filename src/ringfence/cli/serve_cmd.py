@@ -11,11 +11,11 @@ import typer
 import uvicorn
 from sqlalchemy import select
 
-from ringfence.api.app import create_app
 from ringfence.cli.common import DataDir, now, reports_errors, settings, store_from
 from ringfence.cli.console import err, out
 from ringfence.config import Settings
 from ringfence.sandbox import BubblewrapBackend, SandboxError
+from ringfence.server import create_app
 from ringfence.sessions.demo import start_demo
 from ringfence.sessions.embedded import embedded_sessions
 from ringfence.store import accounts

@@ -17,6 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from ringfence.egress.rules import RuleError, session_policy
 from ringfence.sandbox.spec import RESERVED_ENV, Limits, SandboxError, parse_size
 from ringfence.sessions.manager import AGENT_PATH, MODEL_ENV, Environment
+from ringfence.store import environments
+from ringfence.store.db import Store
+from ringfence.store.errors import NotFound
+from ringfence.store.models import User
 
 Mode = Literal["none", "trusted", "custom", "full"]
 BUILTIN_AGENT = ["/usr/bin/python3", AGENT_PATH, "{prompt}"]
@@ -136,6 +140,19 @@ class EnvironmentSettings(BaseModel):
 
 
 DEFAULT = EnvironmentSettings()
+DEFAULT_NAME = "default"
+
+
+def resolve_environment(store: Store, user: User, name_or_id: str) -> tuple[Environment, str | None]:
+    """The runtime environment a session of `user` runs in, and the stored environment's id (None: the built-in
+    default, used when the account has no environment named 'default')."""
+    try:
+        row = environments.find_environment(store, user.account_id, name_or_id)
+    except NotFound:
+        if name_or_id == DEFAULT_NAME:
+            return DEFAULT.runtime(DEFAULT_NAME), None
+        raise
+    return EnvironmentSettings.model_validate(row.settings).runtime(row.name), row.id
 
 
 def check_name(name: str) -> str:

@@ -15,20 +15,23 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 from sqlalchemy import func, select
 
-from ringfence.api.errors import describe
-from ringfence.api.sessions_routes import DEFAULT_NAME, prompt_stream
 from ringfence.audit.table import audit_records
+from ringfence.egress.rules import RuleError
+from ringfence.live import turn_events
+from ringfence.policy import PolicyError
 from ringfence.policy.calendar import format_time
-from ringfence.sessions.environments import DEFAULT, EnvironmentSettings, check_name
-from ringfence.sessions.manager import SessionManager
+from ringfence.sandbox import SandboxError
+from ringfence.sessions.environments import DEFAULT, DEFAULT_NAME, EnvironmentSettings, check_name, resolve_environment
+from ringfence.sessions.manager import SessionError, SessionManager
 from ringfence.store import accounts, content, environments, ledger
+from ringfence.store.crypto import CryptoError
 from ringfence.store.db import Store
-from ringfence.store.errors import NotFound
+from ringfence.store.errors import NotFound, StoreError
 from ringfence.store.models import ApiKey, Organization, Repository, Session, User
 from ringfence.web import signin
 from ringfence.web.dataflow import flows, human_bytes, permits_of, render_svg
@@ -99,11 +102,14 @@ def _login() -> RedirectResponse:
     return RedirectResponse("/ui/login", status_code=303)
 
 
+# Refusals a page shows by their own words; anything else is a fault, raised to the server's error handling.
+_REFUSALS = (StoreError, PolicyError, RuleError, SessionError, SandboxError, CryptoError)
+
+
 def _problem(exc: Exception) -> str:
-    described = describe(exc)
-    if described is None:
+    if not isinstance(exc, _REFUSALS):
         raise exc
-    return described[2]
+    return exc.detail if isinstance(exc, PolicyError) else str(exc)
 
 
 # --- sign in -------------------------------------------------------------------------------------------------
@@ -190,10 +196,8 @@ async def start_session(
     manager = _manager(request)
     if manager is None:
         return _back("/ui/", error="this server runs no sandboxes: sessions are not available here")
-    from ringfence.api.sessions_routes import _environment  # the API's own resolution of an environment name
-
     try:
-        env, env_id = _environment(_store(request), viewer, environment)  # type: ignore[arg-type]
+        env, env_id = resolve_environment(_store(request), viewer.user, environment)
         live = await manager.start(viewer.user.id, repository_id, env, environment_id=env_id)
     except Exception as exc:  # every refusal is shown on the page, by its own words
         return _back("/ui/", error=_problem(exc))
@@ -269,7 +273,8 @@ async def prompt(request: Request, session_id: str, text: str = Form(...), csrf:
     manager = _manager(request)
     if manager is None:
         return Response("this server runs no sandboxes", status_code=503)
-    return await prompt_stream(manager, session_id, text)
+    events = await turn_events(manager, session_id, text)
+    return StreamingResponse(events, media_type="text/event-stream", headers={"Cache-Control": "no-store"})
 
 
 @router.post("/sessions/{session_id}/end")
@@ -577,3 +582,69 @@ def verify_audit(request: Request, csrf: str = Form("")) -> Response:
     if result.ok:
         return _back("/ui/org", notice=f"audit chain intact: {result.count} records")
     return _back("/ui/org", error=f"audit chain broken: {result.problem}")
+
+
+def _org_admin(viewer: _Viewer) -> str | None:
+    return viewer.user.org_id if viewer.user.org_id and viewer.user.org_admin else None
+
+
+def _member(request: Request, org_id: str, user_id: str) -> User:
+    with _store(request).read() as db:
+        member = db.get(User, user_id)
+    if member is None or member.org_id != org_id:
+        raise NotFound(f"no member {user_id!r} in this organization")
+    return member
+
+
+@router.post("/org/members")
+def add_member(request: Request, name: str = Form(...), admin: str = Form(""), csrf: str = Form("")) -> Response:
+    viewer = _viewer(request)
+    if viewer is None:
+        return _login()
+    signin.check_csrf(request, csrf)
+    org_id = _org_admin(viewer)
+    if org_id is None:
+        return _back("/ui/org", error="this needs an organization admin")
+    try:
+        made = accounts.create_user(_store(request), name, _now(request), actor=viewer.user.id, org_id=org_id,
+                                    org_admin=admin == "on")  # fmt: skip
+    except Exception as exc:
+        return _back("/ui/org", error=_problem(exc))
+    return _back("/ui/org", notice=f"member {made.name} added ({made.id}); make them a token below")
+
+
+@router.post("/org/members/{user_id}/tokens", response_class=HTMLResponse)
+def make_token(request: Request, user_id: str, name: str = Form(...), csrf: str = Form("")) -> Response:
+    """The token is shown once, on this page only (never in a redirect's address, never stored in clear)."""
+    viewer = _viewer(request)
+    if viewer is None:
+        return _login()
+    signin.check_csrf(request, csrf)
+    org_id = _org_admin(viewer)
+    if org_id is None:
+        return _back("/ui/org", error="this needs an organization admin")
+    try:
+        member = _member(request, org_id, user_id)
+        key, token = accounts.create_api_key(_store(request), member.id, name, _now(request), actor=viewer.user.id)
+    except Exception as exc:
+        return _back("/ui/org", error=_problem(exc))
+    page = _page(request, viewer, "token.html", member=member, key=key, token=token.reveal())
+    page.headers["Cache-Control"] = "no-store"
+    return page
+
+
+@router.post("/org/members/{user_id}/tokens/{key_id}/revoke")
+def revoke_token(request: Request, user_id: str, key_id: str, csrf: str = Form("")) -> Response:
+    viewer = _viewer(request)
+    if viewer is None:
+        return _login()
+    signin.check_csrf(request, csrf)
+    org_id = _org_admin(viewer)
+    if org_id is None:
+        return _back("/ui/org", error="this needs an organization admin")
+    try:
+        member = _member(request, org_id, user_id)
+        accounts.revoke_api_key(_store(request), member.id, key_id, _now(request), actor=viewer.user.id)
+    except Exception as exc:
+        return _back("/ui/org", error=_problem(exc))
+    return _back("/ui/org", notice=f"token {key_id} of {member.name} revoked")
