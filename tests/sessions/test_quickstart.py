@@ -81,6 +81,8 @@ def test_serve_prints_a_working_quickstart(tmp_path: Path) -> None:
         assert sent.returncode == 0 and "kept until" in sent.stdout, sent.stderr
         shown = session("show", sid)
         assert shown.returncode == 0 and "gateway.request" in shown.stdout and "allow" in shown.stdout, shown.stdout
+        assert "example.com" in shown.stdout and "169.254.169.254" in shown.stdout  # the demo's denied attempts
+        assert "-> 403" in prompted.stdout
         ended = session("end", sid)
         assert ended.returncode == 0 and "session ended" in ended.stdout, ended.stderr
         bare = tmp_path / "data" / "githost" / "demo" / "example.git"

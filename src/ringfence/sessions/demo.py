@@ -10,7 +10,8 @@ from datetime import datetime
 from pathlib import Path
 
 from ringfence.githost import GitHost, make_repository
-from ringfence.store import accounts
+from ringfence.sessions.environments import DEFAULT_NAME, EnvironmentSettings
+from ringfence.store import accounts, environments
 from ringfence.store.crypto import Secret
 from ringfence.store.db import Store
 
@@ -24,6 +25,17 @@ class Demo:
     user_id: str
     repository_id: str
     host: GitHost
+
+
+# The demo's default environment: the trusted preset, and the built-in agent trying two destinations the policy
+# refuses without a DNS lookup or a packet leaving the machine (a host outside the preset, a metadata address),
+# so the first session already shows denied connections in `session show` and in the console.
+DEMO_ENVIRONMENT = EnvironmentSettings.model_validate(
+    {
+        "network": "trusted",
+        "env": {"RINGFENCE_AGENT_TRY": "http://example.com/\nhttp://169.254.169.254/latest/meta-data/\n"},
+    }
+)
 
 
 def start_demo(store: Store, data_dir: Path, port: int, at: datetime) -> Demo:
@@ -44,6 +56,7 @@ def start_demo(store: Store, data_dir: Path, port: int, at: datetime) -> Demo:
     user = accounts.create_user(store, "demo", at, actor="bootstrap", org_id=org.id, org_admin=True)
     _, token = accounts.create_api_key(store, user.id, "demo token", at, actor="bootstrap")
     repo = accounts.connect_repository(store, user.id, f"{host.url}/demo/example.git", at, actor="bootstrap")
+    environments.create_environment(store, org.id, DEFAULT_NAME, DEMO_ENVIRONMENT.model_dump(), at, actor="bootstrap")
     saved.write_text(json.dumps({"user_id": user.id, "repository_id": repo.id}))
     fd = os.open(token_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
