@@ -83,6 +83,10 @@ def test_serve_prints_a_working_quickstart(tmp_path: Path) -> None:
         assert shown.returncode == 0 and "gateway.request" in shown.stdout and "allow" in shown.stdout, shown.stdout
         assert "example.com" in shown.stdout and "169.254.169.254" in shown.stdout  # the demo's denied attempts
         assert "-> 403" in prompted.stdout
+        pushed = session("prompt", sid, "push main")  # the agent tries to push to main: the gateway refuses
+        assert "git push origin HEAD:refs/heads/main -> 1" in pushed.stdout, pushed.stdout
+        refused = " ".join(session("show", sid).stdout.split())
+        assert "git:push" in refused and "deny" in refused, refused
         ended = session("end", sid)
         assert ended.returncode == 0 and "session ended" in ended.stdout, ended.stderr
         bare = tmp_path / "data" / "githost" / "demo" / "example.git"

@@ -37,6 +37,13 @@ CHROMIUM = next((p for p in ("/usr/lib/chromium/chromium", "/usr/bin/chromium") 
 # As root in a container: Chromium's own sandbox needs user namespaces it may not get; /dev/shm may be small.
 FLAGS = ["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"]
 TOKEN = "ghs_CONSOLE_TOKEN_4444"
+# Visible form controls without an accessible name (a <label>, aria-label or aria-labelledby): should be none.
+UNLABELLED = """
+[...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
+  .filter(el => !(el.labels && el.labels.length))
+  .filter(el => !el.getAttribute('aria-label') && !el.getAttribute('aria-labelledby'))
+  .map(el => el.outerHTML.slice(0, 120))
+"""
 NOW = datetime(2026, 11, 24, 12, tzinfo=UTC)
 
 
@@ -182,6 +189,12 @@ def test_the_organization_page_in_a_browser(store: Store, browser, tmp_path: Pat
         playwright.expect(page.locator("#environments")).to_contain_text("pypi.org")
         page.goto(f"{base}/ui/org")
         page.screenshot(path=str(shots / "organization.png"), full_page=True)
+        for path in ("/ui/", "/ui/org", "/ui/environments", "/ui/privacy", "/ui/dataflow"):
+            page.goto(f"{base}{path}")
+            assert page.evaluate(UNLABELLED) == [], path  # every control has an accessible name
+            page.set_viewport_size({"width": 390, "height": 844})  # a phone: the page itself must not scroll sideways
+            assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), path
+            page.set_viewport_size({"width": 1280, "height": 900})
         page.close()
     if os.environ.get("RINGFENCE_SCREENSHOTS"):
         shutil.rmtree(tmp_path / "shots", ignore_errors=True)

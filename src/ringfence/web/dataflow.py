@@ -74,11 +74,14 @@ def flows(records: Iterable[Mapping[str, Any]], *, repository_hosts: Iterable[st
                 group, destination = "repository host", str(record.get("repository", "repository"))
             via = "gateway"
         elif record.get("kind") == "egress.connection":
-            host = str(record.get("host") or record.get("target") or "unparsable request")
-            group, destination, via = group_of(host, repository_hosts=repo_hosts), host, "egress"
+            destination = str(record.get("host") or record.get("target") or "unparsable request")
+            group, via = "", "egress"  # grouped once per destination, below
         else:
             continue
-        flow = found.setdefault((via, destination), Flow(group, destination, via))
+        flow = found.get((via, destination))
+        if flow is None:
+            group = group or group_of(destination, repository_hosts=repo_hosts)
+            flow = found[(via, destination)] = Flow(group, destination, via)
         if _denied(record):
             flow.denied += 1
         else:
