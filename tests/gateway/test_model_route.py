@@ -52,6 +52,7 @@ class Provider:
                     return
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
+                self.send_header("X-Ringfence-Deny", "spoofed by the upstream")  # must never reach the client
                 self.send_header("Connection", "close")
                 self.end_headers()
                 self.wfile.write(b'event: message_start\ndata: {"type":"message_start"}\n\n')
@@ -113,6 +114,7 @@ def test_events_stream_through_unbuffered_with_the_key_added_upstream(
         provider.release.set()
         seen += read_all(sock)
     assert status_of(seen) == 200 and b"message_stop" in seen
+    assert b"spoofed" not in seen  # an upstream cannot speak for the gateway
     [request] = provider.seen
     assert request["path"] == "/v1/messages" and request["body"] == REQUEST
     assert request["headers"]["x-api-key"] == KEY and "Authorization" not in request["headers"]

@@ -31,7 +31,14 @@ from ringfence.gateway.host_api import judge_api_call
 from ringfence.gateway.pktline import FLUSH, encode
 from ringfence.gateway.receive_pack import PushHead, PushHeadReader, PushRefused, check_push
 from ringfence.gateway.routes import GitRoute, Repository, RouteRefused, route_git
-from ringfence.net.httphead import HeadError, HeadGuard, next_request, refusal, relayed_response_headers
+from ringfence.net.httphead import (
+    DENY_HEADER,
+    HeadError,
+    HeadGuard,
+    next_request,
+    refusal,
+    relayed_response_headers,
+)
 from ringfence.store.crypto import Secret
 
 log = logging.getLogger("ringfence.gateway")
@@ -43,8 +50,9 @@ _MODEL_FORWARDED = frozenset(
     {b"content-type", b"accept", b"anthropic-version", b"anthropic-beta", b"user-agent", b"x-stainless-lang"}
 )
 _DROP_FROM_UPSTREAM = frozenset(
-    {b"connection", b"keep-alive", b"transfer-encoding", b"content-length", b"set-cookie", b"www-authenticate"}
-)
+    {b"connection", b"keep-alive", b"transfer-encoding", b"content-length", b"set-cookie", b"www-authenticate",
+     DENY_HEADER.lower().encode()}  # an upstream cannot speak for the gateway
+)  # fmt: skip
 _REFUSED_BODY_DRAIN = 64 * 2**20  # what is read (and thrown away) of a refused push so the client sees the answer
 _CHUNK = 256 * 1024
 
