@@ -18,13 +18,19 @@ from tests.gateway.git_host import git
 
 
 def two_free_ports() -> int:
+    """A port whose next one is free too (the demo's git host listens there), both bindable the way the
+    servers bind them (SO_REUSEADDR), so a port held by any socket at all is not chosen."""
     for _ in range(50):
-        with socket.socket() as a:
+        with socket.socket() as a, socket.socket() as b:
+            for sock in (a, b):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             a.bind(("127.0.0.1", 0))
             port = a.getsockname()[1]
-        with socket.socket() as b:
-            if b.connect_ex(("127.0.0.1", port + 1)) != 0:
-                return port
+            try:
+                b.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+            return port
     raise RuntimeError("no two consecutive free ports")
 
 
@@ -186,3 +192,44 @@ def test_sigkill_mid_session_leaves_no_orphans_and_the_session_resumes(tmp_path:
     verify = subprocess.run([sys.executable, "-m", "ringfence", "audit", "verify"], capture_output=True, text=True,
                             env=second.env)  # fmt: skip
     assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+def test_a_busy_demo_port_is_named_and_the_server_still_serves(tmp_path: Path) -> None:
+    base = Path(tempfile.mkdtemp(prefix="rf-busy-"))
+    base.chmod(0o711)
+    port = two_free_ports()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RINGFENCE_")}
+    env.update(RINGFENCE_DATA_DIR=str(tmp_path / "data"), RINGFENCE_SANDBOX_DIR=str(base / "sandboxes"),
+               RINGFENCE_LISTEN=f"127.0.0.1:{port}", COLUMNS="200")  # fmt: skip
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", port + 1))
+        squatter.listen()
+        server = subprocess.Popen([sys.executable, "-m", "ringfence", "serve"], stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True, env=env)  # fmt: skip
+        try:
+            printed = ""
+            assert server.stdout is not None
+            while "admin token" not in printed or "no demo" not in printed:
+                line = server.stdout.readline()
+                assert line, printed
+                printed += line
+            assert f"cannot listen on 127.0.0.1:{port + 1}" in printed and "demo = false" in printed
+            token = re.search(r"admin token:\s+(\S+)", printed).group(1)  # type: ignore[union-attr]
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                with socket.socket() as probe:
+                    if probe.connect_ex(("127.0.0.1", port)) == 0:
+                        break
+                time.sleep(0.1)
+            me = subprocess.run(["curl", "-s", "-H", f"Authorization: Bearer {token}", f"http://127.0.0.1:{port}/v1/me"],
+                                capture_output=True, text=True, timeout=30)  # fmt: skip
+            assert '"server_admin":true' in me.stdout.replace(" ", ""), me.stdout
+        finally:
+            server.send_signal(signal.SIGTERM)
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+            if server.stdout is not None:
+                server.stdout.close()
+            shutil.rmtree(base, ignore_errors=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 from pathlib import Path
 from typing import Annotated
@@ -77,8 +78,15 @@ def serve(
     sessions = None
     if sandboxes_available(config):
         sessions = embedded_sessions(store, config, now)
+        demo = None
         if config.demo:
-            demo = start_demo(store, config.data_dir, int(port) + 1, now())
+            try:
+                demo = start_demo(store, config.data_dir, int(port) + 1, now())
+            except OSError as exc:  # the server is still useful without its demo: say why and go on
+                why = exc.strerror or exc
+                err.print(f"[bold yellow]warning:[/] no demo: its repository host cannot listen on "
+                          f"127.0.0.1:{int(port) + 1} ({why}); free that port, or set demo = false")  # fmt: skip
+        if demo is not None:
             at = f" --server http://{shown}:{port}" if config.listen != "127.0.0.1:8600" else ""
             out.print("")
             out.print(f"demo: a local repository host at {demo.host.url} holds demo/example; start a session on it:")
@@ -88,6 +96,10 @@ def serve(
             out.print(f"  ringfence session show{at} SESSION      # its egress audit, among the rest")
             out.print(f"  or sign in to the console at http://{shown}:{port}/ui/ with the same token")
     app = create_app(store, sweep_interval=config.sweep_interval_seconds, sessions=sessions)
+    # What start-up made (modules, the ORM's metadata, the policy) lives as long as the server: kept out of the
+    # collector's scans, so collections stay short while pages and proxies run (measured: docs/benchmarks.md).
+    gc.collect()
+    gc.freeze()
     uvicorn.run(app, host=host.strip("[]"), port=int(port), log_level="info")
 
 
