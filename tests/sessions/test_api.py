@@ -4,7 +4,8 @@ events, show, end (branch pushed), delete; a user cannot see or touch another us
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,25 @@ def host(tmp_path: Path) -> Iterator[GitHost]:
     server.close()
 
 
+def _sessions(
+    store: Store,
+    backend: BubblewrapBackend,  # noqa: F811
+    host: GitHost,
+    tmp_path: Path,
+    clock: Callable[[], datetime],
+) -> Callable[[], Awaitable[SessionManager]]:
+    """What the server calls to build its session manager: real proxies (no egress allowed but the gateway)."""
+
+    async def build() -> SessionManager:
+        egress = EgressProxy(AddressPolicy.parse([]), CachingResolver(StaticResolver({})))
+        return SessionManager(
+            store, backend, tmp_path / "run", egress, Gateway(),
+            RepositoryHost(host.url, lambda _r: StaticToken("basic", Secret(TOKEN))), clock,
+        )  # fmt: skip
+
+    return build
+
+
 def test_a_session_through_the_api(store: Store, backend: BubblewrapBackend, host: GitHost, tmp_path: Path) -> None:  # noqa: F811
     user = accounts.create_user(store, "u", T0, actor="t", plan="pro")
     _, token = accounts.create_api_key(store, user.id, "t", T0, actor="t")
@@ -45,13 +65,7 @@ def test_a_session_through_the_api(store: Store, backend: BubblewrapBackend, hos
     _, other_token = accounts.create_api_key(store, other.id, "t", T0, actor="t")
     repo = accounts.connect_repository(store, user.id, f"{host.url}/acme/widgets.git", T0, actor="t")
 
-    async def sessions() -> SessionManager:
-        egress = EgressProxy(AddressPolicy.parse([]), CachingResolver(StaticResolver({})))
-        return SessionManager(
-            store, backend, tmp_path / "run", egress, Gateway(),
-            RepositoryHost(host.url, lambda _r: StaticToken("basic", Secret(TOKEN))), lambda: T0,
-        )  # fmt: skip
-
+    sessions = _sessions(store, backend, host, tmp_path, lambda: T0)
     with serving(create_app(store, clock=lambda: T0, sessions=sessions)) as base:
         auth = {"Authorization": f"Bearer {token.reveal()}"}
         made = httpx.post(f"{base}/v1/environments", json={"name": "offline", "network": "none"}, headers=auth)
@@ -160,12 +174,7 @@ def test_resume_recomputes_eligibility_and_retention_and_delete_removes_from_exp
     _, token = accounts.create_api_key(store, user.id, "t", T0, actor="t")
     repo = accounts.connect_repository(store, user.id, f"{host.url}/acme/widgets.git", T0, actor="t")
 
-    async def sessions() -> SessionManager:
-        egress = EgressProxy(AddressPolicy.parse([]), CachingResolver(StaticResolver({})))
-        return SessionManager(
-            store, backend, tmp_path / "run", egress, Gateway(),
-            RepositoryHost(host.url, lambda _r: StaticToken("basic", Secret(TOKEN))), lambda: now[0],
-        )  # fmt: skip
+    sessions = _sessions(store, backend, host, tmp_path, lambda: now[0])
 
     def exported(at: int) -> list[str]:
         out = tmp_path / f"export-{at}.jsonl"

@@ -14,6 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import httpx
+
 from tests.gateway.git_host import git
 
 
@@ -37,42 +39,9 @@ def two_free_ports() -> int:
 def test_serve_prints_a_working_quickstart(tmp_path: Path) -> None:
     base = Path(tempfile.mkdtemp(prefix="rf-quick-"))
     base.chmod(0o711)
-    port = two_free_ports()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RINGFENCE_")}
-    env.update(
-        RINGFENCE_DATA_DIR=str(tmp_path / "data"),
-        RINGFENCE_SANDBOX_DIR=str(base / "sandboxes"),
-        RINGFENCE_LISTEN=f"127.0.0.1:{port}",
-        COLUMNS="200",
-    )
-    server = subprocess.Popen(
-        [sys.executable, "-m", "ringfence", "serve"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-    )
+    server = Server(tmp_path / "data", base / "sandboxes", two_free_ports())
+    session, repo = server.session, server.repo
     try:
-        printed = ""
-        assert server.stdout is not None
-        while "session show" not in printed:
-            line = server.stdout.readline()
-            assert line, printed
-            printed += line
-        token = re.search(r"RINGFENCE_TOKEN=(\S+)", printed).group(1)  # type: ignore[union-attr]
-        repo = re.search(r"--repo (\S+)", printed).group(1)  # type: ignore[union-attr]
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.1)
-        cli_env = {**env, "RINGFENCE_TOKEN": token}
-
-        def session(*args: str) -> subprocess.CompletedProcess[str]:
-            return subprocess.run([sys.executable, "-m", "ringfence", "session", *args], capture_output=True,
-                                  text=True, env=cli_env, timeout=300)  # fmt: skip
-
         started = session("start", "--repo", repo)
         assert started.returncode == 0, started.stderr
         assert "clone through the gateway" in started.stderr and "100%" in started.stderr, started.stderr  # its bars
@@ -100,13 +69,7 @@ def test_serve_prints_a_working_quickstart(tmp_path: Path) -> None:
         missing = session("show", "ses_nope")
         assert missing.returncode == 1 and "404" in missing.stderr
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        if server.stdout is not None:
-            server.stdout.close()
+        server.stop()
         leftovers = list((base / "sandboxes").glob("sbx_*"))
         shutil.rmtree(base, ignore_errors=True)
     assert leftovers == []  # the ended session's sandbox is gone, and the server stopped cleanly
@@ -115,21 +78,24 @@ def test_serve_prints_a_working_quickstart(tmp_path: Path) -> None:
 class Server:
     """`ringfence serve` as a real process with its own data and sandbox directories."""
 
-    def __init__(self, data: Path, sandboxes: Path, port: int) -> None:
+    def __init__(self, data: Path, sandboxes: Path, port: int, *, until: tuple[str, ...] = ("session show",)) -> None:
+        """Started, and read until every line of `until` was printed (the demo's quickstart, by default)."""
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("RINGFENCE_")}
         self.env.update(RINGFENCE_DATA_DIR=str(data), RINGFENCE_SANDBOX_DIR=str(sandboxes),
                         RINGFENCE_LISTEN=f"127.0.0.1:{port}", COLUMNS="200")  # fmt: skip
         self.port = port
         self.proc = subprocess.Popen([sys.executable, "-m", "ringfence", "serve"], stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True, env=self.env)  # fmt: skip
-        printed = ""
+        self.printed = ""
         assert self.proc.stdout is not None
-        while "session show" not in printed:
+        while not all(wanted in self.printed for wanted in until):
             line = self.proc.stdout.readline()
-            assert line, printed
-            printed += line
-        self.token = re.search(r"RINGFENCE_TOKEN=(\S+)", printed).group(1)  # type: ignore[union-attr]
-        self.repo = re.search(r"--repo (\S+)", printed).group(1)  # type: ignore[union-attr]
+            assert line, self.printed
+            self.printed += line
+        demo_token = re.search(r"RINGFENCE_TOKEN=(\S+)", self.printed)
+        self.token = demo_token.group(1) if demo_token else ""
+        demo_repo = re.search(r"--repo (\S+)", self.printed)
+        self.repo = demo_repo.group(1) if demo_repo else ""
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             with socket.socket() as probe:
@@ -198,38 +164,15 @@ def test_a_busy_demo_port_is_named_and_the_server_still_serves(tmp_path: Path) -
     base = Path(tempfile.mkdtemp(prefix="rf-busy-"))
     base.chmod(0o711)
     port = two_free_ports()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RINGFENCE_")}
-    env.update(RINGFENCE_DATA_DIR=str(tmp_path / "data"), RINGFENCE_SANDBOX_DIR=str(base / "sandboxes"),
-               RINGFENCE_LISTEN=f"127.0.0.1:{port}", COLUMNS="200")  # fmt: skip
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", port + 1))
         squatter.listen()
-        server = subprocess.Popen([sys.executable, "-m", "ringfence", "serve"], stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT, text=True, env=env)  # fmt: skip
+        server = Server(tmp_path / "data", base / "sandboxes", port, until=("admin token", "no demo"))
         try:
-            printed = ""
-            assert server.stdout is not None
-            while "admin token" not in printed or "no demo" not in printed:
-                line = server.stdout.readline()
-                assert line, printed
-                printed += line
-            assert f"cannot listen on 127.0.0.1:{port + 1}" in printed and "demo = false" in printed
-            token = re.search(r"admin token:\s+(\S+)", printed).group(1)  # type: ignore[union-attr]
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline:
-                with socket.socket() as probe:
-                    if probe.connect_ex(("127.0.0.1", port)) == 0:
-                        break
-                time.sleep(0.1)
-            me = subprocess.run(["curl", "-s", "-H", f"Authorization: Bearer {token}", f"http://127.0.0.1:{port}/v1/me"],
-                                capture_output=True, text=True, timeout=30)  # fmt: skip
-            assert '"server_admin":true' in me.stdout.replace(" ", ""), me.stdout
+            assert f"cannot listen on 127.0.0.1:{port + 1}" in server.printed and "demo = false" in server.printed
+            token = re.search(r"admin token:\s+(\S+)", server.printed).group(1)  # type: ignore[union-attr]
+            me = httpx.get(f"http://127.0.0.1:{port}/v1/me", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+            assert me.json()["server_admin"] is True
         finally:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                server.kill()
-            if server.stdout is not None:
-                server.stdout.close()
+            server.stop()
             shutil.rmtree(base, ignore_errors=True)

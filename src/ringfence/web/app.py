@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
-from ringfence.web import signin
+from ringfence.web import pages, signin
 from ringfence.web.pages import router
 
 
@@ -24,4 +24,6 @@ def mount(app: FastAPI) -> FastAPI:
         return HTMLResponse(f"<!doctype html><title>Refused</title><p>{escape(str(exc))}</p>", status_code=403)
 
     app.add_exception_handler(signin.CsrfRefused, csrf_refused)
+    app.add_exception_handler(pages.SignedOut, pages.answer_signed_out)
+    app.add_exception_handler(pages.NotOrgAdmin, pages.answer_not_org_admin)
     return app

@@ -12,9 +12,9 @@ import json
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
@@ -57,6 +57,13 @@ class _Viewer:
         self.user, self.key = user, key
 
     @property
+    def org(self) -> str:
+        """The organization of an admin (routes reach it only through `org_admin_form`)."""
+        if self.user.org_id is None:
+            raise NotOrgAdmin("this needs an organization admin")
+        return self.user.org_id
+
+    @property
     def manages_account(self) -> bool:
         return self.user.org_id is None or self.user.org_admin
 
@@ -78,6 +85,51 @@ def _manager(request: Request) -> SessionManager | None:
 def _viewer(request: Request) -> _Viewer | None:
     found = signin.signed_in(request, _store(request))
     return None if found is None else _Viewer(*found)
+
+
+class SignedOut(Exception):
+    """No valid console cookie: pages send the browser to sign in; the live-output stream and the SVG answer 401."""
+
+
+class NotOrgAdmin(Exception):
+    """An organization admin's form sent by someone else: back to the organization page, saying so."""
+
+
+def signed_in_viewer(request: Request) -> _Viewer:
+    viewer = _viewer(request)
+    if viewer is None:
+        raise SignedOut()
+    return viewer
+
+
+async def form_viewer(request: Request) -> _Viewer:
+    """The signed-in user behind a form, once its CSRF token is checked (every POST of the console)."""
+    viewer = signed_in_viewer(request)
+    form = await request.form()
+    sent = form.get(signin.CSRF_FIELD)
+    signin.check_csrf(request, sent if isinstance(sent, str) else None)
+    return viewer
+
+
+def org_admin_form(viewer: Annotated[_Viewer, Depends(form_viewer)]) -> _Viewer:
+    if not (viewer.user.org_id and viewer.user.org_admin):
+        raise NotOrgAdmin("this needs an organization admin")
+    return viewer
+
+
+def answer_signed_out(request: Request, _: Exception) -> Response:
+    if request.url.path.endswith(("/prompt", "/dataflow.svg")):  # fetched by a script, or embedded: no page
+        return Response("sign in first", status_code=401)
+    return _login()
+
+
+def answer_not_org_admin(_: Request, exc: Exception) -> Response:
+    return _back("/ui/org", error=str(exc))
+
+
+Viewer = Annotated[_Viewer, Depends(signed_in_viewer)]
+FormViewer = Annotated[_Viewer, Depends(form_viewer)]
+OrgAdminForm = Annotated[_Viewer, Depends(org_admin_form)]
 
 
 def _page(request: Request, viewer: _Viewer, name: str, status: int = 200, **values: Any) -> HTMLResponse:
@@ -152,10 +204,7 @@ PAGE_SIZE = 100  # sessions per page of the list, newest first
 
 
 @router.get("/", response_class=HTMLResponse)
-def sessions_page(request: Request, page: int = 1) -> Response:
-    viewer = _viewer(request)
-    if viewer is None:
-        return _login()
+def sessions_page(request: Request, viewer: Viewer, page: int = 1) -> Response:
     store, now = _store(request), _now(request)
     page = max(page, 1)
     mine = Session.user_id == viewer.user.id
@@ -187,12 +236,8 @@ def sessions_page(request: Request, page: int = 1) -> Response:
 
 @router.post("/sessions")
 async def start_session(
-    request: Request, repository_id: str = Form(...), environment: str = Form(DEFAULT_NAME), csrf: str = Form("")
+    request: Request, viewer: FormViewer, repository_id: str = Form(...), environment: str = Form(DEFAULT_NAME)
 ) -> Response:
-    viewer = _viewer(request)
-    if viewer is None:
-        return _login()
-    signin.check_csrf(request, csrf)
     manager = _manager(request)
     if manager is None:
         return _back("/ui/", error="this server runs no sandboxes: sessions are not available here")
@@ -236,10 +281,7 @@ def _settings_of(store: Store, account_id: str, environment_id: str | None) -> d
 
 
 @router.get("/sessions/{session_id}", response_class=HTMLResponse)
-def session_page(request: Request, session_id: str) -> Response:
-    viewer = _viewer(request)
-    if viewer is None:
-        return _login()
+def session_page(request: Request, viewer: Viewer, session_id: str) -> Response:
     store = _store(request)
     try:
         row = _own(request, viewer, session_id)
@@ -264,11 +306,7 @@ def session_page(request: Request, session_id: str) -> Response:
 
 
 @router.post("/sessions/{session_id}/prompt")
-async def prompt(request: Request, session_id: str, text: str = Form(...), csrf: str = Form("")) -> Response:
-    viewer = _viewer(request)
-    if viewer is None:
-        return Response("sign in first", status_code=401)
-    signin.check_csrf(request, csrf)
+async def prompt(request: Request, viewer: FormViewer, session_id: str, text: str = Form(...)) -> Response:
     _own(request, viewer, session_id)
     manager = _manager(request)
     if manager is None:
@@ -278,11 +316,7 @@ async def prompt(request: Request, session_id: str, text: str = Form(...), csrf:
 
 
 @router.post("/sessions/{session_id}/end")
-async def end_session(request: Request, session_id: str, csrf: str = Form("")) -> Response:
-    viewer = _viewer(request)
-    if viewer is None:
-        return _login()
-    signin.check_csrf(request, csrf)
+async def end_session(request: Request, viewer: FormViewer, session_id: str) -> Response:
     _own(request, viewer, session_id)
     manager = _manager(request)
     try:
@@ -295,11 +329,7 @@ async def end_session(request: Request, session_id: str, csrf: str = Form("")) -
 
 
 @router.post("/sessions/{session_id}/delete")
-async def delete_session(request: Request, session_id: str, csrf: str = Form(""), confirm: str = Form("")) -> Response:
-    viewer = _viewer(request)
-    if viewer is None:
-        return _login()
-    signin.check_csrf(request, csrf)
+async def delete_session(request: Request, viewer: FormViewer, session_id: str, confirm: str = Form("")) -> Response:
     row = _own(request, viewer, session_id)
     if confirm != "yes":  # without JavaScript's dialog: ask on a page of its own
         return _page(request, viewer, "confirm_delete.html", session=row)
@@ -315,11 +345,7 @@ async def delete_session(request: Request, session_id: str, csrf: str = Form("")
 
 
 @router.post("/sessions/{session_id}/feedback")
-def feedback(request: Request, session_id: str, comment: str = Form(...), csrf: str = Form("")) -> Response:
-    viewer = _viewer(request)
-    if viewer is None:
-        return _login()
-    signin.check_csrf(request, csrf)
+def feedback(request: Request, viewer: FormViewer, session_id: str, comment: str = Form(...)) -> Response:
     _own(request, viewer, session_id)
     store = _store(request)
     try:
@@ -333,11 +359,7 @@ def feedback(request: Request, session_id: str, comment: str = Form(...), csrf: 
 
 
 @router.post("/sessions/{session_id}/rating")
-def rating(request: Request, session_id: str, value: str = Form(...), csrf: str = Form("")) -> Response:
-    viewer = _viewer(request)
-    if viewer is None:
-        return _login()
-    signin.check_csrf(request, csrf)
+def rating(request: Request, viewer: FormViewer, session_id: str, value: str = Form(...)) -> Response:
     _own(request, viewer, session_id)
     if value not in ("1", "2", "3", "dismiss"):
         return _back(f"/ui/sessions/{session_id}", error=f"rating {value!r} is not 1, 2, 3 or dismiss")
@@ -375,11 +397,8 @@ def _scope(
 
 @router.get("/dataflow", response_class=HTMLResponse)
 def dataflow_page(
-    request: Request, session: str | None = None, environment: str | None = None, org: bool = False
+    request: Request, viewer: Viewer, session: str | None = None, environment: str | None = None, org: bool = False
 ) -> Response:
-    viewer = _viewer(request)
-    if viewer is None:
-        return _login()
     try:
         subject, ids, settings = _scope(request, viewer, session, environment, org)
     except NotFound as exc:
@@ -393,11 +412,8 @@ def dataflow_page(
 
 @router.get("/dataflow.svg")
 def dataflow_svg(
-    request: Request, session: str | None = None, environment: str | None = None, org: bool = False
+    request: Request, viewer: Viewer, session: str | None = None, environment: str | None = None, org: bool = False
 ) -> Response:
-    viewer = _viewer(request)
-    if viewer is None:
-        return Response("sign in first", status_code=401)
     subject, ids, settings = _scope(request, viewer, session, environment, org)
     permits = permits_of(settings) if settings is not None else ["each session: its own environment's policy"]
     picture = render_svg(subject, flows(_records(_store(request), ids, limit=20000)), permits)
@@ -408,10 +424,7 @@ def dataflow_svg(
 
 
 @router.get("/privacy", response_class=HTMLResponse)
-def privacy_page(request: Request) -> Response:
-    viewer = _viewer(request)
-    if viewer is None:
-        return _login()
+def privacy_page(request: Request, viewer: Viewer) -> Response:
     store = _store(request)
     consumer = viewer.user.org_id is None
     history = accounts.settings_history(store, viewer.user.account_id)
@@ -427,11 +440,7 @@ def privacy_page(request: Request) -> Response:
 
 
 @router.post("/privacy/training")
-def set_training(request: Request, enabled: str = Form(...), csrf: str = Form("")) -> Response:
-    viewer = _viewer(request)
-    if viewer is None:
-        return _login()
-    signin.check_csrf(request, csrf)
+def set_training(request: Request, viewer: FormViewer, enabled: str = Form(...)) -> Response:
     try:
         accounts.set_training(_store(request), viewer.user.id, enabled == "on", _now(request), actor=viewer.user.id)
     except Exception as exc:
@@ -443,10 +452,7 @@ def set_training(request: Request, enabled: str = Form(...), csrf: str = Form(""
 
 
 @router.get("/environments", response_class=HTMLResponse)
-def environments_page(request: Request) -> Response:
-    viewer = _viewer(request)
-    if viewer is None:
-        return _login()
+def environments_page(request: Request, viewer: Viewer) -> Response:
     envs = environments.list_environments(_store(request), viewer.user.account_id)
     return _page(request, viewer, "environments.html", environments=envs)
 
@@ -458,6 +464,7 @@ def _lines(text: str) -> list[str]:
 @router.post("/environments")
 def save_environment(
     request: Request,
+    viewer: FormViewer,
     name: str = Form(...),
     network: str = Form("trusted"),
     allow: str = Form(""),
@@ -469,12 +476,7 @@ def save_environment(
     telemetry: str = Form(""),
     memory: str = Form("2G"),
     workspace: str = Form("10G"),
-    csrf: str = Form(""),
 ) -> Response:
-    viewer = _viewer(request)
-    if viewer is None:
-        return _login()
-    signin.check_csrf(request, csrf)
     if not viewer.manages_account:
         return _back("/ui/environments", error=f"only an admin of organization {viewer.user.org_id} manages these")
     raw: dict[str, Any] = {
@@ -510,11 +512,7 @@ def save_environment(
 
 
 @router.post("/environments/{name}/delete")
-def delete_environment(request: Request, name: str, csrf: str = Form("")) -> Response:
-    viewer = _viewer(request)
-    if viewer is None:
-        return _login()
-    signin.check_csrf(request, csrf)
+def delete_environment(request: Request, viewer: FormViewer, name: str) -> Response:
     if not viewer.manages_account:
         return _back("/ui/environments", error=f"only an admin of organization {viewer.user.org_id} manages these")
     try:
@@ -526,10 +524,7 @@ def delete_environment(request: Request, name: str, csrf: str = Form("")) -> Res
 
 
 @router.get("/org", response_class=HTMLResponse)
-def org_page(request: Request) -> Response:
-    viewer = _viewer(request)
-    if viewer is None:
-        return _login()
+def org_page(request: Request, viewer: Viewer) -> Response:
     if not (viewer.user.org_id and viewer.user.org_admin):
         return _page(request, viewer, "error.html", status=403, message="this page is for organization admins")
     store = _store(request)
@@ -551,15 +546,9 @@ def org_page(request: Request) -> Response:
 
 
 @router.post("/org/switches")
-def org_switches(request: Request, switch: str = Form(...), enabled: str = Form(...), csrf: str = Form("")) -> Response:
-    viewer = _viewer(request)
-    if viewer is None:
-        return _login()
-    signin.check_csrf(request, csrf)
-    if not (viewer.user.org_id and viewer.user.org_admin):
-        return _back("/ui/org", error="this needs an organization admin")
+def org_switches(request: Request, viewer: OrgAdminForm, switch: str = Form(...), enabled: str = Form(...)) -> Response:
     try:
-        accounts.set_org_switch(_store(request), viewer.user.org_id, switch, enabled == "on", _now(request),
+        accounts.set_org_switch(_store(request), viewer.org, switch, enabled == "on", _now(request),
                                 actor=viewer.user.id)  # fmt: skip
     except Exception as exc:
         return _back("/ui/org", error=_problem(exc))
@@ -567,13 +556,7 @@ def org_switches(request: Request, switch: str = Form(...), enabled: str = Form(
 
 
 @router.post("/org/verify")
-def verify_audit(request: Request, csrf: str = Form("")) -> Response:
-    viewer = _viewer(request)
-    if viewer is None:
-        return _login()
-    signin.check_csrf(request, csrf)
-    if not (viewer.user.org_id and viewer.user.org_admin):
-        return _back("/ui/org", error="this needs an organization admin")
+def verify_audit(request: Request, viewer: OrgAdminForm) -> Response:
     store = _store(request)
     result = store.audit.verify(store.engine)
     if not hasattr(request.app.state, "audit_checks"):
@@ -582,10 +565,6 @@ def verify_audit(request: Request, csrf: str = Form("")) -> Response:
     if result.ok:
         return _back("/ui/org", notice=f"audit chain intact: {result.count} records")
     return _back("/ui/org", error=f"audit chain broken: {result.problem}")
-
-
-def _org_admin(viewer: _Viewer) -> str | None:
-    return viewer.user.org_id if viewer.user.org_id and viewer.user.org_admin else None
 
 
 def _member(request: Request, org_id: str, user_id: str) -> User:
@@ -597,14 +576,8 @@ def _member(request: Request, org_id: str, user_id: str) -> User:
 
 
 @router.post("/org/members")
-def add_member(request: Request, name: str = Form(...), admin: str = Form(""), csrf: str = Form("")) -> Response:
-    viewer = _viewer(request)
-    if viewer is None:
-        return _login()
-    signin.check_csrf(request, csrf)
-    org_id = _org_admin(viewer)
-    if org_id is None:
-        return _back("/ui/org", error="this needs an organization admin")
+def add_member(request: Request, viewer: OrgAdminForm, name: str = Form(...), admin: str = Form("")) -> Response:
+    org_id = viewer.org
     try:
         made = accounts.create_user(_store(request), name, _now(request), actor=viewer.user.id, org_id=org_id,
                                     org_admin=admin == "on")  # fmt: skip
@@ -614,15 +587,9 @@ def add_member(request: Request, name: str = Form(...), admin: str = Form(""), c
 
 
 @router.post("/org/members/{user_id}/tokens", response_class=HTMLResponse)
-def make_token(request: Request, user_id: str, name: str = Form(...), csrf: str = Form("")) -> Response:
+def make_token(request: Request, viewer: OrgAdminForm, user_id: str, name: str = Form(...)) -> Response:
     """The token is shown once, on this page only (never in a redirect's address, never stored in clear)."""
-    viewer = _viewer(request)
-    if viewer is None:
-        return _login()
-    signin.check_csrf(request, csrf)
-    org_id = _org_admin(viewer)
-    if org_id is None:
-        return _back("/ui/org", error="this needs an organization admin")
+    org_id = viewer.org
     try:
         member = _member(request, org_id, user_id)
         key, token = accounts.create_api_key(_store(request), member.id, name, _now(request), actor=viewer.user.id)
@@ -634,14 +601,8 @@ def make_token(request: Request, user_id: str, name: str = Form(...), csrf: str 
 
 
 @router.post("/org/members/{user_id}/tokens/{key_id}/revoke")
-def revoke_token(request: Request, user_id: str, key_id: str, csrf: str = Form("")) -> Response:
-    viewer = _viewer(request)
-    if viewer is None:
-        return _login()
-    signin.check_csrf(request, csrf)
-    org_id = _org_admin(viewer)
-    if org_id is None:
-        return _back("/ui/org", error="this needs an organization admin")
+def revoke_token(request: Request, viewer: OrgAdminForm, user_id: str, key_id: str) -> Response:
+    org_id = viewer.org
     try:
         member = _member(request, org_id, user_id)
         accounts.revoke_api_key(_store(request), member.id, key_id, _now(request), actor=viewer.user.id)
