@@ -4,13 +4,12 @@ events, show, end (branch pushed), delete; a user cannot see or touch another us
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from ringfence.api.app import create_app
 from ringfence.egress.proxy import EgressProxy
@@ -24,25 +23,28 @@ from ringfence.store import accounts, content
 from ringfence.store.crypto import Secret
 from ringfence.store.db import Store
 from tests.conftest import T0
-from tests.gateway.git_host import GitHost, git, make_repository
+from tests.gateway.git_host import GitHost, git
 from tests.sandbox.conftest import backend, sandbox_root  # noqa: F401 (fixtures)
 from tests.servers import serving
+from tests.sessions.test_manager import TOKEN, host  # noqa: F401 (fixture)
 
-TOKEN = "ghs_API_SESSION_TOKEN_5555"
 
-
-@pytest.fixture
-def host(tmp_path: Path) -> Iterator[GitHost]:
-    make_repository(tmp_path / "host", "acme", "widgets")
-    server = GitHost(tmp_path / "host", TOKEN)
-    yield server
-    server.close()
+def sse_events(stream: httpx.Response) -> list[tuple[str | None, Any]]:
+    """A server-sent event stream read to its end, as (event, data) pairs."""
+    found: list[tuple[str | None, Any]] = []
+    kind = None
+    for line in stream.iter_lines():
+        if line.startswith("event: "):
+            kind = line[7:]
+        elif line.startswith("data: "):
+            found.append((kind, json.loads(line[6:])))
+    return found
 
 
 def _sessions(
     store: Store,
     backend: BubblewrapBackend,  # noqa: F811
-    host: GitHost,
+    git_host: GitHost,
     tmp_path: Path,
     clock: Callable[[], datetime],
 ) -> Callable[[], Awaitable[SessionManager]]:
@@ -52,7 +54,7 @@ def _sessions(
         egress = EgressProxy(AddressPolicy.parse([]), CachingResolver(StaticResolver({})))
         return SessionManager(
             store, backend, tmp_path / "run", egress, Gateway(),
-            RepositoryHost(host.url, lambda _r: StaticToken("basic", Secret(TOKEN))), clock,
+            RepositoryHost(git_host.url, lambda _r: StaticToken("basic", Secret(TOKEN))), clock,
         )  # fmt: skip
 
     return build
@@ -77,17 +79,11 @@ def test_a_session_through_the_api(store: Store, backend: BubblewrapBackend, hos
         sid = started.json()["id"]
         assert started.json()["running"] and started.json()["branch"] == f"ringfence/{sid}"
         assert started.json()["environment_id"] == made.json()["id"]
-        events = []
         with httpx.stream(
             "POST", f"{base}/v1/sessions/{sid}/prompts", json={"text": "from the api"}, headers=auth, timeout=60
         ) as stream:
             assert stream.headers["content-type"].startswith("text/event-stream")
-            kind = None
-            for line in stream.iter_lines():
-                if line.startswith("event: "):
-                    kind = line[7:]
-                elif line.startswith("data: "):
-                    events.append((kind, json.loads(line[6:])))
+            events = sse_events(stream)
         assert events[-1] == ("exit", {"code": 0, "timed_out": False})
         assert "edited AGENT_NOTES.md" in "".join(e[1].get("text", "") for e in events)
         other_auth = {"Authorization": f"Bearer {other_token.reveal()}"}
@@ -111,17 +107,11 @@ def test_a_session_through_the_api(store: Store, backend: BubblewrapBackend, hos
         assert bad_rating.status_code == 422
         sent = httpx.post(f"{base}/v1/sessions/{sid}/feedback", json={"transcript": "it worked"}, headers=auth)
         assert sent.status_code == 201 and sent.json()["delete_after"].startswith("2031")
-        steps = []
         with httpx.stream(
             "POST", f"{base}/v1/sessions/{sid}/resume", json={}, headers={**auth, "Accept": "text/event-stream"},
             timeout=60,
         ) as stream:  # fmt: skip
-            kind = None
-            for line in stream.iter_lines():
-                if line.startswith("event: "):
-                    kind = line[7:]
-                elif line.startswith("data: "):
-                    steps.append((kind, json.loads(line[6:])))
+            steps = sse_events(stream)
         assert next(d["step"] for k, d in steps if k == "progress") == "sandbox"
         assert any("objects: 100%" in d["detail"] for k, d in steps if k == "progress" and d["step"] == "clone")
         assert steps[-2][0] == "progress" and steps[-2][1]["step"] == "ready"
@@ -159,7 +149,7 @@ def test_without_sandboxes_the_session_routes_say_so(store: Store) -> None:
 def test_resume_recomputes_eligibility_and_retention_and_delete_removes_from_exports(
     store: Store,
     backend: BubblewrapBackend,  # noqa: F811
-    host: GitHost,
+    host: GitHost,  # noqa: F811
     tmp_path: Path,
 ) -> None:
     """POLICY.md through the API, with a real sandbox each time: a consumer with training off gets 30 days and no

@@ -28,15 +28,15 @@ from ringfence.sessions.manager import RepositoryHost, SessionManager
 from ringfence.store import accounts, content, environments
 from ringfence.store.crypto import Secret
 from ringfence.store.db import Store
-from tests.gateway.git_host import GitHost, make_repository
+from tests.gateway.git_host import GitHost
 from tests.sandbox.conftest import backend, sandbox_root  # noqa: F401 (fixtures)
 from tests.servers import serving
+from tests.sessions.test_manager import TOKEN, host  # noqa: F401 (fixture)
 
 playwright = pytest.importorskip("playwright.sync_api")
 CHROMIUM = next((p for p in ("/usr/lib/chromium/chromium", "/usr/bin/chromium") if os.path.exists(p)), None)
 # As root in a container: Chromium's own sandbox needs user namespaces it may not get; /dev/shm may be small.
 FLAGS = ["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"]
-TOKEN = "ghs_CONSOLE_TOKEN_4444"
 # Visible form controls without an accessible name (a <label>, aria-label or aria-labelledby): should be none.
 UNLABELLED = """
 [...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
@@ -45,14 +45,6 @@ UNLABELLED = """
   .map(el => el.outerHTML.slice(0, 120))
 """
 NOW = datetime(2026, 11, 24, 12, tzinfo=UTC)
-
-
-@pytest.fixture
-def host(tmp_path: Path) -> Iterator[GitHost]:
-    make_repository(tmp_path / "host", "acme", "widgets")
-    server = GitHost(tmp_path / "host", TOKEN)
-    yield server
-    server.close()
 
 
 @pytest.fixture
@@ -74,7 +66,7 @@ def _shots(tmp_path: Path) -> Path:
 def test_the_console_in_a_browser(
     store: Store,
     backend: BubblewrapBackend,  # noqa: F811
-    host: GitHost,
+    host: GitHost,  # noqa: F811
     browser,  # type: ignore[no-untyped-def]
     tmp_path: Path,
 ) -> None:

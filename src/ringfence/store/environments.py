@@ -52,16 +52,20 @@ def create_environment(
     return row
 
 
-def find_environment(store: Store, account_id: str, name_or_id: str) -> Environment:
-    with store.read() as db:
-        row = db.scalar(
-            select(Environment).where(
-                Environment.account_id == account_id, (Environment.name == name_or_id) | (Environment.id == name_or_id)
-            )
+def _locate(db: Any, account_id: str, name_or_id: str) -> Environment:
+    row = db.scalar(
+        select(Environment).where(
+            Environment.account_id == account_id, (Environment.name == name_or_id) | (Environment.id == name_or_id)
         )
+    )
     if row is None:
         raise NotFound(f"no environment {name_or_id!r} in this account")
-    return row
+    return row  # type: ignore[no-any-return]
+
+
+def find_environment(store: Store, account_id: str, name_or_id: str) -> Environment:
+    with store.read() as db:
+        return _locate(db, account_id, name_or_id)
 
 
 def list_environments(store: Store, account_id: str) -> list[Environment]:
@@ -75,11 +79,8 @@ def replace_environment(
     store: Store, account_id: str, name_or_id: str, settings: dict[str, Any], at: datetime, *, actor: str
 ) -> Environment:
     """New settings for the sessions started (or resumed) from now on; running sessions keep theirs."""
-    found = find_environment(store, account_id, name_or_id)
     with store.write() as db:
-        row = db.get(Environment, found.id)
-        if row is None:
-            raise NotFound(f"no environment {name_or_id!r} in this account")
+        row = _locate(db, account_id, name_or_id)
         row.settings = settings
         row.updated_at = at
         _audit(store, db, "environment.updated", row, at, actor, **_summary(settings))
@@ -88,10 +89,7 @@ def replace_environment(
 
 def delete_environment(store: Store, account_id: str, name_or_id: str, at: datetime, *, actor: str) -> None:
     """Sessions keep the id of the environment they ran in; resuming one whose environment is gone is refused."""
-    found = find_environment(store, account_id, name_or_id)
     with store.write() as db:
-        row = db.get(Environment, found.id)
-        if row is None:
-            raise NotFound(f"no environment {name_or_id!r} in this account")
+        row = _locate(db, account_id, name_or_id)
         db.delete(row)
         _audit(store, db, "environment.deleted", row, at, actor)

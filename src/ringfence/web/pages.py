@@ -13,6 +13,7 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
@@ -144,8 +145,6 @@ def _page(request: Request, viewer: _Viewer, name: str, status: int = 200, **val
 
 
 def _back(path: str, *, error: str | None = None, notice: str | None = None) -> RedirectResponse:
-    from urllib.parse import urlencode
-
     query = urlencode({k: v for k, v in (("error", error), ("notice", notice)) if v})
     return RedirectResponse(f"{path}?{query}" if query else path, status_code=303)
 
