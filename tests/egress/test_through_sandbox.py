@@ -24,7 +24,7 @@ def test_a_sandboxed_curl_goes_out_only_through_the_egress_proxy(
     port = web.server_address[1]
     records: list[dict] = []
 
-    async def go() -> tuple[bytes, bytes]:
+    async def go() -> tuple[bytes, bytes, bytes]:
         audit = BatchedAudit(records.extend, lambda: "t", interval=0.01)
         audit.start()
         proxy = EgressProxy(
@@ -43,20 +43,28 @@ def test_a_sandboxed_curl_goes_out_only_through_the_egress_proxy(
             denied = await sandbox.run(
                 ["curl", "-s", "-D", "-", "-o", "/dev/null", f"http://no.example:{port}/"], timeout=30
             )
-            return allowed.stdout, denied.stdout
+            # A tool that speaks only SOCKS reaches the same proxy at the same address (socks5h: names resolved
+            # by the proxy, never in the sandbox).
+            socks = await sandbox.run(
+                ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-x", "socks5h://127.0.0.1:3128",
+                 f"http://ok.example:{port}/"],
+                timeout=30,
+            )  # fmt: skip
+            return allowed.stdout, denied.stdout, socks.stdout
         finally:
             await sandbox.destroy()
             await proxy.close()
             await audit.close()
 
     try:
-        allowed, denied = run(go())
+        allowed, denied, socks = run(go())
     finally:
         web.shutdown()
         web.server_close()
-    assert allowed == b"200"
+    assert allowed == b"200" and socks == b"200"
     assert denied.startswith(b"HTTP/1.1 403") and b"X-Ringfence-Deny: no.example" in denied
-    assert [(r["session"], r["decision"], r["host"]) for r in records] == [
-        ("session-a", "allow", "ok.example"),
-        ("session-a", "deny", "no.example"),
+    assert [(r["session"], r["method"], r["decision"], r["host"]) for r in records] == [
+        ("session-a", "GET", "allow", "ok.example"),
+        ("session-a", "GET", "deny", "no.example"),
+        ("session-a", "SOCKS5", "allow", "ok.example"),
     ]

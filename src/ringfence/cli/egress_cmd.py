@@ -62,7 +62,8 @@ def serve(
     max_concurrent: Annotated[int, typer.Option(help="most connections open at once")] = 256,
     new_per_second: Annotated[float, typer.Option(help="most new connections per second")] = 50.0,
 ) -> None:
-    """Run the proxy: CONNECT and absolute-form HTTP on LISTEN, decided by the mode and lists, audited."""
+    """Run the proxy: CONNECT, absolute-form HTTP and SOCKS5 (socks5h) on LISTEN, decided by the mode and lists,
+    audited."""
     try:
         policy = EgressPolicy.build(mode, allow or [], deny or [], report=report, deny_telemetry=deny_telemetry)
         addresses = AddressPolicy.parse(allow_range or [], host_addresses())

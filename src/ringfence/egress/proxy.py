@@ -1,4 +1,5 @@
-"""The egress proxy: CONNECT tunnels and absolute-form HTTP/1.1, decided per session, limited and audited.
+"""The egress proxy: CONNECT tunnels, absolute-form HTTP/1.1 and SOCKS5 CONNECT (ringfence.egress.socks, on the
+same listeners: the first byte tells them apart), decided per session, limited and audited.
 
 Owns: listeners (each belongs to exactly one session: the listener *is* the identity; no header is consulted),
 reading request heads with h11 (strict, size- and time-bounded), the decision sequence (name rules, then address
@@ -21,11 +22,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import h11
 
+from ringfence.egress import socks
 from ringfence.egress.audit import BatchedAudit
 from ringfence.egress.metrics import Metrics
 from ringfence.egress.rules import EgressDecision, EgressPolicy, HostRule
@@ -45,6 +47,7 @@ from ringfence.net.relay import Relay, TokenBucket
 from ringfence.net.resolve import CachingResolver
 
 log = logging.getLogger("ringfence.egress")
+_Parsed = TypeVar("_Parsed")
 _ESTABLISHED = b"HTTP/1.1 200 Connection Established\r\n\r\n"
 _HOP_BY_HOP = frozenset(
     {
@@ -287,13 +290,23 @@ class EgressProxy:
             client.close()
             return
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=state.limits.max_header_bytes)
-        handed_off = False
+        handed_off, fresh, pending = False, True, b""
         try:
             while True:
                 record = self._record(state)
                 started = time.perf_counter()
                 try:
-                    request = await self._read_head(state, conn, client, first=record.get("method") is None)
+                    if fresh:
+                        # The first byte tells the protocol: SOCKS5 starts with its version, 5; HTTP with a letter.
+                        fresh = False
+                        pending = await self._first_bytes(state, client)
+                        if not pending:
+                            return
+                        if pending[0] == socks.VERSION:
+                            handed_off = await self._socks(state, client, pending, record, started)
+                            return
+                    request = await self._read_head(state, conn, client, pending)
+                    pending = b""
                     if request is None:
                         return  # the client closed between requests
                     record.update(method=request.method.decode("ascii", "replace")[:20])
@@ -326,15 +339,32 @@ class EgressProxy:
                 self.metrics.active -= 1
                 client.close()
 
+    async def _first_bytes(self, state: SessionEgress, client: socket.socket) -> bytes:
+        """The connection's first bytes (b"": it closed), within the head timeout."""
+        try:
+            return client.recv(65536)  # usually already there: no waiting machinery at all
+        except BlockingIOError:
+            pass
+        timeout = state.limits.header_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                return await asyncio.get_running_loop().sock_recv(client, 65536)
+        except TimeoutError:
+            raise Refusal(408, f"request head not complete within {timeout:g} s", "limit:header-time") from None
+
     async def _read_head(
-        self, state: SessionEgress, conn: h11.Connection, client: socket.socket, *, first: bool
+        self, state: SessionEgress, conn: h11.Connection, client: socket.socket, pending: bytes = b""
     ) -> h11.Request | None:
+        """The next request head; `pending` is what was already read of it."""
         loop = asyncio.get_running_loop()
         limits = state.limits
         deadline = loop.time() + limits.header_timeout
         guard = HeadGuard(limits.max_request_line, limits.max_header_bytes)
         late = f"request head not complete within {limits.header_timeout:g} s"
         try:
+            if pending:
+                guard.feed(pending)
+                conn.receive_data(pending)
             while True:
                 event = next_request(conn, limits.max_header_bytes)
                 if event is None or isinstance(event, h11.Request):
@@ -403,7 +433,6 @@ class EgressProxy:
         record: dict[str, Any],
         started: float,
     ) -> bool:
-        loop = asyncio.get_running_loop()
         authority = request.target.decode("ascii", "replace")
         record.update(target=authority[:300])
         try:
@@ -412,12 +441,30 @@ class EgressProxy:
             raise Refusal(400, str(exc), "target") from None
         record.update(host=target.host, port=target.port)
         decision, dialed = await self._decide_and_dial(state, target, record)
+        # A constant answer: h11's serializer would only rebuild these bytes. What the client sent after its head
+        # (a ClientHello, say) is still in h11's buffer.
+        early, _ = conn.trailing_data
+        await self._tunnel(state, client, target, decision, dialed, _ESTABLISHED, early, record, started)
+        return True
+
+    async def _tunnel(
+        self,
+        state: SessionEgress,
+        client: socket.socket,
+        target: Target,
+        decision: EgressDecision,
+        dialed: Dialed,
+        answer: bytes,
+        early: bytes,
+        record: dict[str, Any],
+        started: float,
+    ) -> None:
+        """An allowed tunnel (CONNECT or SOCKS5): answer the client, check the TLS server name for TLS ports, and
+        hand both sockets to the relay. `early` is what the client sent after its request."""
+        loop = asyncio.get_running_loop()
         upstream = dialed.sock
         try:
-            # A constant answer: h11's serializer would only rebuild these bytes. What the client sent after its
-            # head (a ClientHello, say) is still in h11's buffer.
-            await loop.sock_sendall(client, _ESTABLISHED)
-            early, _ = conn.trailing_data
+            await loop.sock_sendall(client, answer)
             if target.port in state.limits.tls_ports:
                 early = await self._check_tls(state, client, target, decision, early, record)
             if early:
@@ -442,7 +489,76 @@ class EgressProxy:
         relay = Relay(client, upstream, on_close=finished, limit=state.byte_budget)
         state.relays.add(relay)
         relay.start()
+
+    async def _socks(
+        self, state: SessionEgress, client: socket.socket, data: bytes, record: dict[str, Any], started: float
+    ) -> bool:
+        """A SOCKS5 CONNECT (RFC 1928, `socks5h://`): the same decision, dial, TLS check, relay and audit record
+        as an HTTP CONNECT; refusals are SOCKS replies (the reason is in the audit record: SOCKS has no place for
+        it). True once the relay owns the sockets."""
+        loop = asyncio.get_running_loop()
+        record.update(method="SOCKS5")
+        deadline = loop.time() + state.limits.header_timeout
+        buffer = bytearray(data)
+        greeted = False  # until then, the client expects a method choice, not a reply
+        try:
+            try:
+                used = await self._socks_read(client, buffer, socks.read_greeting, socks.MAX_GREETING, deadline)
+                del buffer[:used]
+                await loop.sock_sendall(client, socks.method_reply(socks.NO_AUTH))
+                greeted = True
+                request, used = await self._socks_read(client, buffer, socks.read_request, socks.MAX_REQUEST, deadline)
+                del buffer[:used]
+            except socks.SocksError as exc:
+                if exc.reply is not None:
+                    answer = socks.method_reply(exc.reply) if exc.rule == "socks:auth" else socks.reply(exc.reply)
+                    with contextlib.suppress(OSError):
+                        await loop.sock_sendall(client, answer)
+                raise Refusal(400, exc.reason, exc.rule) from None
+            record.update(target=request.authority[:300])
+            try:
+                target = parse_target(request.authority, "SOCKS target")
+            except HostError as exc:
+                raise Refusal(400, str(exc), "target") from None
+            record.update(host=target.host, port=target.port)
+            decision, dialed = await self._decide_and_dial(state, target, record)
+        except Refusal as refused:
+            record.update(decision=refused.decision, rule=refused.rule, reason=refused.reason)
+            record["duration_ms"] = round((time.perf_counter() - started) * 1000, 3)
+            self._emit(record)
+            if greeted and not refused.rule.startswith("socks:"):  # those were answered where they were found
+                with contextlib.suppress(OSError):
+                    await loop.sock_sendall(client, socks.reply(_socks_code(refused)))
+            return False
+        answer = socks.reply(socks.SUCCEEDED)
+        await self._tunnel(state, client, target, decision, dialed, answer, bytes(buffer), record, started)
         return True
+
+    async def _socks_read(
+        self,
+        client: socket.socket,
+        buffer: bytearray,
+        parse: Callable[[bytes], _Parsed | None],
+        limit: int,
+        deadline: float,
+    ) -> _Parsed:
+        """Read into `buffer` until `parse` gives a value (bounded by `limit` bytes and the deadline)."""
+        loop = asyncio.get_running_loop()
+        while (parsed := parse(bytes(buffer))) is None:
+            if len(buffer) >= limit:  # parse would have had everything it can ask for
+                raise socks.SocksError("SOCKS message longer than the protocol allows", None, "socks:request")
+            remaining = deadline - loop.time()
+            try:
+                if remaining <= 0:
+                    raise TimeoutError
+                async with asyncio.timeout(remaining):
+                    chunk = await loop.sock_recv(client, limit - len(buffer))
+            except TimeoutError:
+                raise Refusal(408, "SOCKS request not complete in time", "limit:header-time") from None
+            if not chunk:
+                raise socks.SocksError("the client closed during its SOCKS request", None, "socks:closed")
+            buffer += chunk
+        return parsed
 
     async def _check_tls(
         self,
@@ -659,3 +775,14 @@ class _TunnelRefusal(Refusal):
 
     def __init__(self, reason: str, rule: str) -> None:
         super().__init__(403, reason, rule)
+
+
+def _socks_code(refused: Refusal) -> int:
+    """The SOCKS reply for a refusal decided after the request was read."""
+    if refused.rule == "dns":
+        return socks.HOST_UNREACHABLE
+    if refused.rule == "upstream":
+        return socks.CONNECTION_REFUSED
+    if refused.status in (403, 429, 503):
+        return socks.NOT_ALLOWED
+    return socks.GENERAL_FAILURE
