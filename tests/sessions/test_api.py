@@ -107,6 +107,15 @@ def test_a_session_through_the_api(store: Store, backend: BubblewrapBackend, hos
         assert bad_rating.status_code == 422
         sent = httpx.post(f"{base}/v1/sessions/{sid}/feedback", json={"transcript": "it worked"}, headers=auth)
         assert sent.status_code == 201 and sent.json()["delete_after"].startswith("2031")
+        commented = httpx.post(f"{base}/v1/sessions/{sid}/feedback", json={"comment": "good"}, headers=auth)
+        assert commented.status_code == 201
+        [*_, built] = [r for r in content.read_content(store, sid, include_feedback=True) if r.kind == "feedback"]
+        assert (
+            built.text.startswith("comment: good\n\n[turn 1 prompt]\nfrom the api") and "AGENT_NOTES.md" in built.text
+        )
+        for wrong in ({}, {"comment": "a", "transcript": "b"}, {"comment": ""}):
+            refused = httpx.post(f"{base}/v1/sessions/{sid}/feedback", json=wrong, headers=auth)
+            assert refused.status_code == 422 and "comment" in refused.text, refused.text
         with httpx.stream(
             "POST", f"{base}/v1/sessions/{sid}/resume", json={}, headers={**auth, "Accept": "text/event-stream"},
             timeout=60,

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import select
 
 from ringfence.api.auth import CurrentPrincipal, CurrentStore, Principal
@@ -262,7 +262,19 @@ def egress(session_id: str, who: CurrentPrincipal, store: CurrentStore) -> list[
 
 
 class FeedbackIn(BaseModel):
-    transcript: str = Field(min_length=1, max_length=16 * 2**20)
+    """Either a comment (the service attaches the session's kept turns as the transcript) or a whole transcript."""
+
+    model_config = ConfigDict(extra="forbid")
+    comment: str | None = Field(None, min_length=1, max_length=64 * 1024)
+    transcript: str | None = Field(None, min_length=1, max_length=16 * 2**20)
+
+    @model_validator(mode="after")
+    def _one_form(self) -> FeedbackIn:
+        if (self.comment is None) == (self.transcript is None):
+            raise ValueError(
+                "give either 'comment' (the session's kept transcript is attached to it) or 'transcript', not both"
+            )
+        return self
 
 
 class RatingIn(BaseModel):
@@ -275,7 +287,12 @@ def feedback(
 ) -> dict[str, Any]:
     """The transcript is kept 5 years under its own key (POLICY.md); refused under zero data retention."""
     _own(store, session_id, who)
-    made = content.add_feedback(store, session_id, body.transcript, request.app.state.clock(), actor=who.id)
+    at = request.app.state.clock()
+    if body.comment is not None:
+        made = content.send_feedback(store, session_id, body.comment, at, actor=who.id)
+    else:
+        assert body.transcript is not None
+        made = content.add_feedback(store, session_id, body.transcript, at, actor=who.id)
     return {"id": made.id, "delete_after": made.delete_after.isoformat()}
 
 

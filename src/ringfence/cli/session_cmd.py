@@ -185,9 +185,7 @@ def feedback(
 ) -> None:
     """Send feedback: your comment with the session's transcript, kept 5 years (refused under ZDR)."""
     base, bearer = client(server, token, data_dir)
-    items = run(lambda: call(base, bearer, "GET", f"/v1/sessions/{session}/content"))
-    transcript = "\n\n".join([f"comment: {comment}", *(f"[turn {i['turn']} {i['kind']}]\n{i['text']}" for i in items)])
-    sent = run(lambda: call(base, bearer, "POST", f"/v1/sessions/{session}/feedback", {"transcript": transcript}))
+    sent = run(lambda: call(base, bearer, "POST", f"/v1/sessions/{session}/feedback", {"comment": comment}))
     out.print(f"feedback {sent['id']} sent with the transcript; kept until {sent['delete_after'][:10]}")
 
 

@@ -248,6 +248,18 @@ def add_feedback(store: Store, session_id: str, transcript: str, at: datetime, *
     return feedback
 
 
+def send_feedback(store: Store, session_id: str, comment: str, at: datetime, *, actor: str) -> Feedback:
+    """The user's comment with the session's kept turns as the transcript, built here from what the service holds
+    (the console, the CLI through the API, and the API itself all send this one form)."""
+    return add_feedback(
+        store, session_id, feedback_transcript(comment, read_content(store, session_id)), at, actor=actor
+    )
+
+
+def feedback_transcript(comment: str, kept: list[ContentRecord]) -> str:
+    return "\n\n".join([f"comment: {comment}", *(f"[turn {i.turn} {i.kind}]\n{i.text}" for i in kept)])
+
+
 def rate(store: Store, session_id: str, value: int | str, at: datetime, *, actor: str) -> None:
     """A quality rating: only the value is kept; it never touches training settings or exports."""
     with store.write() as db:

@@ -348,9 +348,7 @@ def feedback(request: Request, viewer: FormViewer, session_id: str, comment: str
     _own(request, viewer, session_id)
     store = _store(request)
     try:
-        kept = content.read_content(store, session_id)
-        transcript = "\n\n".join([f"comment: {comment}", *(f"[turn {i.turn} {i.kind}]\n{i.text}" for i in kept)])
-        made = content.add_feedback(store, session_id, transcript, _now(request), actor=viewer.user.id)
+        made = content.send_feedback(store, session_id, comment, _now(request), actor=viewer.user.id)
     except Exception as exc:
         return _back(f"/ui/sessions/{session_id}", error=_problem(exc))
     until = format_time(made.delete_after)[:10]
