@@ -11,15 +11,7 @@ import pytest
 
 from ringfence.egress.proxy import DENY_HEADER
 from ringfence.net.resolve import StaticResolver
-from tests.egress.harness import ProxyHarness, http_upstream, status_of
-
-
-@pytest.fixture
-def web() -> Iterator[Any]:
-    server = http_upstream()
-    yield server
-    server.shutdown()
-    server.server_close()
+from tests.egress.harness import ProxyHarness, status_of
 
 
 @pytest.fixture

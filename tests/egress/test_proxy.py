@@ -23,7 +23,6 @@ from tests.egress.harness import (
     SequenceResolver,
     client_hello,
     header,
-    http_upstream,
     read_all,
     status_of,
 )
@@ -31,40 +30,8 @@ from tests.egress.harness import (
 FULL = EgressPolicy.build("full")
 
 
-@pytest.fixture
-def upstream() -> Iterator[RawUpstream]:
-    server = RawUpstream()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def web() -> Iterator[Any]:
-    server = http_upstream()
-    yield server
-    server.shutdown()
-    server.server_close()
-
-
 def harness(policy: EgressPolicy = FULL, limits: ProxyLimits | None = None, **kwargs: Any) -> ProxyHarness:
     return ProxyHarness({"s1": (policy, limits or ProxyLimits())}, **kwargs)
-
-
-@pytest.fixture
-def open_proxy(upstream: RawUpstream) -> Iterator[ProxyHarness]:
-    """Mode full, no allowed ranges, names from a table: what production looks like from loopback."""
-    proxy = harness(
-        resolver=StaticResolver(
-            {
-                "localhost": ["127.0.0.1", "::1"],
-                "metadata.google.internal": ["169.254.169.254"],
-                "inside.example": ["10.1.2.3"],
-                "mixed-private.example": ["198.51.100.7", "10.0.0.1"],
-            }
-        )
-    )
-    yield proxy
-    proxy.close()
 
 
 def connect(proxy: ProxyHarness, target: str, extra: bytes = b"") -> bytes:

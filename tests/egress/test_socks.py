@@ -8,7 +8,6 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -19,7 +18,7 @@ from ringfence.egress.proxy import ProxyLimits
 from ringfence.egress.rules import EgressPolicy
 from ringfence.net.resolve import StaticResolver
 from tests.egress.harness import ProxyHarness, RawUpstream, client_hello, http_upstream, read_all
-from tests.egress.test_proxy import E1_E6
+from tests.egress.test_proxy import E1_E6, harness
 
 GREETING = b"\x05\x01\x00"
 SUCCESS = socks.reply(socks.SUCCEEDED)
@@ -50,17 +49,6 @@ def exchange(proxy: ProxyHarness, raw: bytes) -> tuple[bytes, bytes]:
     """Everything at once (the proxy must cope with a client that does not wait): (method choice, the rest)."""
     answer = proxy.exchange(raw)
     return answer[:2], answer[2:]
-
-
-@pytest.fixture
-def upstream() -> Iterator[RawUpstream]:
-    server = RawUpstream()
-    yield server
-    server.close()
-
-
-def harness(policy: EgressPolicy, limits: ProxyLimits | None = None, **kwargs: Any) -> ProxyHarness:
-    return ProxyHarness({"s1": (policy, limits or ProxyLimits())}, **kwargs)
 
 
 @pytest.fixture
@@ -131,23 +119,6 @@ def test_curl_through_socks5h_the_proxy_resolves_the_name() -> None:
         proxy.close()
         web.shutdown()
         web.server_close()
-
-
-@pytest.fixture
-def open_proxy() -> Iterator[ProxyHarness]:
-    """Mode full, no allowed ranges (the same table as the CONNECT tests' open proxy)."""
-    proxy = harness(
-        EgressPolicy.build("full"),
-        resolver=StaticResolver(
-            {
-                "localhost": ["127.0.0.1", "::1"],
-                "metadata.google.internal": ["169.254.169.254"],
-                "inside.example": ["10.1.2.3"],
-            }
-        ),
-    )
-    yield proxy
-    proxy.close()
 
 
 @pytest.mark.parametrize("target", E1_E6)

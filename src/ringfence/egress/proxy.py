@@ -341,14 +341,9 @@ class EgressProxy:
 
     async def _first_bytes(self, state: SessionEgress, client: socket.socket) -> bytes:
         """The connection's first bytes (b"": it closed), within the head timeout."""
-        try:
-            return client.recv(65536)  # usually already there: no waiting machinery at all
-        except BlockingIOError:
-            pass
         timeout = state.limits.header_timeout
         try:
-            async with asyncio.timeout(timeout):
-                return await asyncio.get_running_loop().sock_recv(client, 65536)
+            return await _receive(client, 65536, timeout)
         except TimeoutError:
             raise Refusal(408, f"request head not complete within {timeout:g} s", "limit:header-time") from None
 
@@ -369,15 +364,8 @@ class EgressProxy:
                 event = next_request(conn, limits.max_header_bytes)
                 if event is None or isinstance(event, h11.Request):
                     return event
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    raise Refusal(408, late, "limit:header-time")
                 try:
-                    try:
-                        data = client.recv(65536)  # usually already there: no waiting machinery at all
-                    except BlockingIOError:
-                        async with asyncio.timeout(remaining):
-                            data = await loop.sock_recv(client, 65536)
+                    data = await _receive(client, 65536, deadline - loop.time())
                 except TimeoutError:
                     raise Refusal(408, late, "limit:header-time") from None
                 guard.feed(data)
@@ -547,12 +535,8 @@ class EgressProxy:
         while (parsed := parse(bytes(buffer))) is None:
             if len(buffer) >= limit:  # parse would have had everything it can ask for
                 raise socks.SocksError("SOCKS message longer than the protocol allows", None, "socks:request")
-            remaining = deadline - loop.time()
             try:
-                if remaining <= 0:
-                    raise TimeoutError
-                async with asyncio.timeout(remaining):
-                    chunk = await loop.sock_recv(client, limit - len(buffer))
+                chunk = await _receive(client, limit - len(buffer), deadline - loop.time())
             except TimeoutError:
                 raise Refusal(408, "SOCKS request not complete in time", "limit:header-time") from None
             if not chunk:
@@ -586,11 +570,8 @@ class EgressProxy:
                 raise _TunnelRefusal(f"not TLS on port {target.port}: {exc}", "tls:protocol") from None
             if hello is not None:
                 break
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise _TunnelRefusal("no TLS ClientHello in time", "tls:timeout")
             try:
-                chunk = await asyncio.wait_for(loop.sock_recv(client, 65536), remaining)
+                chunk = await _receive(client, 65536, deadline - loop.time())
             except TimeoutError:
                 raise _TunnelRefusal("no TLS ClientHello in time", "tls:timeout") from None
             if not chunk:
@@ -775,6 +756,19 @@ class _TunnelRefusal(Refusal):
 
     def __init__(self, reason: str, rule: str) -> None:
         super().__init__(403, reason, rule)
+
+
+async def _receive(client: socket.socket, size: int, timeout: float) -> bytes:
+    """Up to `size` bytes from the client (b"": it closed), waiting at most `timeout` seconds, else TimeoutError
+    (at once when no time is left, even if bytes are waiting: a deadline is not extended by a trickle)."""
+    if timeout <= 0:
+        raise TimeoutError
+    try:
+        return client.recv(size)  # usually already there: no waiting machinery at all
+    except BlockingIOError:
+        pass
+    async with asyncio.timeout(timeout):
+        return await asyncio.get_running_loop().sock_recv(client, size)
 
 
 def _socks_code(refused: Refusal) -> int:
