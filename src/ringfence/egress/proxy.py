@@ -490,19 +490,12 @@ class EgressProxy:
         buffer = bytearray(data)
         greeted = False  # until then, the client expects a method choice, not a reply
         try:
-            try:
-                used = await self._socks_read(client, buffer, socks.read_greeting, socks.MAX_GREETING, deadline)
-                del buffer[:used]
-                await loop.sock_sendall(client, socks.method_reply(socks.NO_AUTH))
-                greeted = True
-                request, used = await self._socks_read(client, buffer, socks.read_request, socks.MAX_REQUEST, deadline)
-                del buffer[:used]
-            except socks.SocksError as exc:
-                if exc.reply is not None:
-                    answer = socks.method_reply(exc.reply) if exc.rule == "socks:auth" else socks.reply(exc.reply)
-                    with contextlib.suppress(OSError):
-                        await loop.sock_sendall(client, answer)
-                raise Refusal(400, exc.reason, exc.rule) from None
+            used = await self._socks_read(client, buffer, socks.read_greeting, socks.MAX_GREETING, deadline)
+            del buffer[:used]
+            await loop.sock_sendall(client, socks.method_reply(socks.NO_AUTH))
+            greeted = True
+            request, used = await self._socks_read(client, buffer, socks.read_request, socks.MAX_REQUEST, deadline)
+            del buffer[:used]
             record.update(target=request.authority[:300])
             try:
                 target = parse_target(request.authority, "SOCKS target")
@@ -510,17 +503,21 @@ class EgressProxy:
                 raise Refusal(400, str(exc), "target") from None
             record.update(host=target.host, port=target.port)
             decision, dialed = await self._decide_and_dial(state, target, record)
-        except Refusal as refused:
-            record.update(decision=refused.decision, rule=refused.rule, reason=refused.reason)
-            record["duration_ms"] = round((time.perf_counter() - started) * 1000, 3)
-            self._emit(record)
-            if greeted and not refused.rule.startswith("socks:"):  # those were answered where they were found
-                with contextlib.suppress(OSError):
-                    await loop.sock_sendall(client, socks.reply(_socks_code(refused)))
-            return False
-        answer = socks.reply(socks.SUCCEEDED)
-        await self._tunnel(state, client, target, decision, dialed, answer, bytes(buffer), record, started)
-        return True
+        except socks.SocksError as exc:
+            refused, answer = Refusal(400, exc.reason, exc.rule), exc.answer
+        except Refusal as exc:
+            refused, answer = exc, socks.reply(_socks_code(exc)) if greeted else b""
+        else:
+            answer = socks.reply(socks.SUCCEEDED)
+            await self._tunnel(state, client, target, decision, dialed, answer, bytes(buffer), record, started)
+            return True
+        record.update(decision=refused.decision, rule=refused.rule, reason=refused.reason)
+        record["duration_ms"] = round((time.perf_counter() - started) * 1000, 3)
+        self._emit(record)
+        if answer:
+            with contextlib.suppress(OSError):
+                await loop.sock_sendall(client, answer)
+        return False
 
     async def _socks_read(
         self,
@@ -534,13 +531,13 @@ class EgressProxy:
         loop = asyncio.get_running_loop()
         while (parsed := parse(bytes(buffer))) is None:
             if len(buffer) >= limit:  # parse would have had everything it can ask for
-                raise socks.SocksError("SOCKS message longer than the protocol allows", None, "socks:request")
+                raise socks.SocksError("SOCKS message longer than the protocol allows", b"", "socks:request")
             try:
                 chunk = await _receive(client, limit - len(buffer), deadline - loop.time())
             except TimeoutError:
                 raise Refusal(408, "SOCKS request not complete in time", "limit:header-time") from None
             if not chunk:
-                raise socks.SocksError("the client closed during its SOCKS request", None, "socks:closed")
+                raise socks.SocksError("the client closed during its SOCKS request", b"", "socks:closed")
             buffer += chunk
         return parsed
 

@@ -1,8 +1,8 @@
 """SOCKS5 (RFC 1928) as the egress proxy speaks it: CONNECT only, no authentication, names resolved by the proxy.
 
 Owns: reading a client's method greeting and its request from bytes (sans-I/O: each reader says "need more
-bytes", gives the parsed value and how many bytes it used, or raises `SocksError` carrying the reply code to
-send), and the reply bytes. The session is known from the listener, so the only method offered is "no
+bytes", gives the parsed value and how many bytes it used, or raises `SocksError` carrying the bytes to answer
+with), and the reply bytes. The session is known from the listener, so the only method offered is "no
 authentication"; BIND and UDP ASSOCIATE are refused (a sandbox gets TCP out, nothing in, no UDP). A name is
 handed on as text for the same strict host parsing the HTTP side uses, so `socks5h://` and CONNECT reach the
 same decision for the same target. Written by hand: the maintained SOCKS libraries are clients, or servers that
@@ -35,12 +35,12 @@ MAX_REQUEST = 4 + 1 + 255 + 2
 
 
 class SocksError(ValueError):
-    """The client's bytes cannot be served; `reply` is the code to answer with (None: close without a reply,
-    because the client is not speaking SOCKS5 and would not understand one)."""
+    """The client's bytes cannot be served; `answer` is what to tell it (b"": close without a word, because the
+    client is not speaking SOCKS5 or has gone)."""
 
-    def __init__(self, reason: str, reply: int | None, rule: str) -> None:
+    def __init__(self, reason: str, answer: bytes, rule: str) -> None:
         super().__init__(reason)
-        self.reason, self.reply, self.rule = reason, reply, rule
+        self.reason, self.answer, self.rule = reason, answer, rule
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,17 +55,17 @@ def read_greeting(data: bytes) -> int | None:
     if len(data) < 2:
         return None
     if data[0] != VERSION:
-        raise SocksError(f"SOCKS version {data[0]} is not 5", None, "socks:version")
+        raise SocksError(f"SOCKS version {data[0]} is not 5", b"", "socks:version")
     count = data[1]
     if count == 0:
-        raise SocksError("the greeting offers no authentication method", NO_ACCEPTABLE, "socks:auth")
+        raise SocksError("the greeting offers no authentication method", method_reply(NO_ACCEPTABLE), "socks:auth")
     if len(data) < 2 + count:
         return None
     if NO_AUTH not in data[2 : 2 + count]:
         raise SocksError(
             "the greeting does not offer 'no authentication' (the session is known from the listener; there is "
             "nothing to log in with)",
-            NO_ACCEPTABLE,
+            method_reply(NO_ACCEPTABLE),
             "socks:auth",
         )
     return 2 + count
@@ -76,13 +76,13 @@ def read_request(data: bytes) -> tuple[SocksRequest, int] | None:
     if len(data) < 5:
         return None
     if data[0] != VERSION:
-        raise SocksError(f"request version {data[0]} is not 5", GENERAL_FAILURE, "socks:version")
+        raise SocksError(f"request version {data[0]} is not 5", reply(GENERAL_FAILURE), "socks:version")
     command, reserved, kind = data[1], data[2], data[3]
     if command != CONNECT:
         name = _COMMANDS.get(command, f"command {command}")
-        raise SocksError(f"SOCKS {name} is not supported (CONNECT only)", COMMAND_NOT_SUPPORTED, "socks:command")
+        raise SocksError(f"SOCKS {name} is not supported (CONNECT only)", reply(COMMAND_NOT_SUPPORTED), "socks:command")
     if reserved != 0:
-        raise SocksError(f"the reserved byte is {reserved}, not 0", GENERAL_FAILURE, "socks:request")
+        raise SocksError(f"the reserved byte is {reserved}, not 0", reply(GENERAL_FAILURE), "socks:request")
     if kind == _IPV4:
         size, start = 4, 4
     elif kind == _IPV6:
@@ -90,9 +90,9 @@ def read_request(data: bytes) -> tuple[SocksRequest, int] | None:
     elif kind == _NAME:
         size, start = data[4], 5
         if size == 0:
-            raise SocksError("the requested name is empty", GENERAL_FAILURE, "socks:request")
+            raise SocksError("the requested name is empty", reply(GENERAL_FAILURE), "socks:request")
     else:
-        raise SocksError(f"address type {kind} is not supported", ADDRESS_TYPE_NOT_SUPPORTED, "socks:address")
+        raise SocksError(f"address type {kind} is not supported", reply(ADDRESS_TYPE_NOT_SUPPORTED), "socks:address")
     end = start + size + 2
     if len(data) < end:
         return None
@@ -105,7 +105,7 @@ def read_request(data: bytes) -> tuple[SocksRequest, int] | None:
         try:
             host = raw.decode("utf-8")
         except UnicodeDecodeError:
-            raise SocksError("the requested name is not UTF-8", GENERAL_FAILURE, "socks:request") from None
+            raise SocksError("the requested name is not UTF-8", reply(GENERAL_FAILURE), "socks:request") from None
         if ":" in host:  # an IPv6 literal sent as a name: bracket it, as the target parser expects
             host = f"[{host}]"
     return SocksRequest(f"{host}:{port}"), end
