@@ -6,8 +6,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 # Debian packages the project needs; each is installed only when missing.
 DEB_PACKAGES := git sqlite3 python3 python3-venv python3-pip ca-certificates postgresql util-linux bubblewrap iproute2 python3-seccomp e2fsprogs curl chromium
-# Only for `make bench`: the proxies ringfence is compared with (mitmproxy comes from PyPI, in its own venv).
-BENCH_PACKAGES := squid tinyproxy
+# Only for `make bench`: the proxies ringfence is compared with, and haproxy as a reference relay (mitmproxy
+# comes from PyPI, in its own venv).
+BENCH_PACKAGES := squid tinyproxy haproxy
 MITM_VENV := .venv-mitmproxy
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
@@ -35,8 +36,8 @@ bench: deps bench-deps
 
 bench-deps:
 	@$(MAKE) --no-print-directory system DEB_PACKAGES="$(BENCH_PACKAGES)"
-	@# squid's packaging starts a system-wide daemon; the benchmark runs its own instance
-	@-$(SUDO) systemctl disable --now squid tinyproxy >/dev/null 2>&1 || $(SUDO) service squid stop >/dev/null 2>&1 || true
+	@# squid's and haproxy's packaging start system-wide daemons; the benchmark runs its own instances
+	@-$(SUDO) systemctl disable --now squid tinyproxy haproxy >/dev/null 2>&1 || for s in squid tinyproxy haproxy; do $(SUDO) service $$s stop >/dev/null 2>&1; done; true
 	@[ -x $(MITM_VENV)/bin/mitmdump ] || ($(PYTHON) -m venv $(MITM_VENV) && $(MITM_VENV)/bin/pip install -q mitmproxy)
 
 system:

@@ -4,6 +4,11 @@ and fairness between two sessions.
 
 Every contender is a separate process; the load generator and the upstream servers are the same small Python
 programs for all of them (run with the system's python3), so what differs is only the proxy in the path.
+
+haproxy runs beside them as a reference, not a contender: a TCP relay to a fixed upstream (no CONNECT, no head to
+parse, no policy). It shows what a mature C relay gets from this machine, so the notes can tell a limit of the
+machine from a limit of ringfence. The proxies' CPU time per tunnel is read from /proc around the tunnels-per-second
+load, for the same reason.
 """
 
 from __future__ import annotations
@@ -176,6 +181,8 @@ class Contenders:
         self.base = base
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.port: dict[str, int] = {"direct": 0}
+        self.reference: dict[str, int] = {}  # haproxy's relay ports: "bulk" (to the sink) and "echo"
+        self.reference_name = "haproxy"
 
     def start_all(self) -> None:
         self._ringfence()
@@ -222,6 +229,28 @@ class Contenders:
         )
         self._spawn("tinyproxy", ["tinyproxy", "-d", "-c", str(conf)], port)
 
+    def start_reference(self, sink: int, echo: int) -> None:
+        """haproxy as a plain TCP relay (see the module's docstring), when it is installed."""
+        if not shutil.which("haproxy"):
+            return
+        ports = {"bulk": _free_port(), "echo": _free_port()}
+        conf = self.base / "haproxy.cfg"
+        # One thread, as every contender has one core's worth of event loop. Its best measured setting here:
+        # 1 MiB buffers and splice when the kernel has data queued (0.3x of direct with the default 16 KiB).
+        conf.write_text(
+            "global\n    nbthread 1\n    maxconn 4000\n    tune.bufsize 1048576\n"
+            "defaults\n    mode tcp\n    timeout connect 5s\n    timeout client 60s\n    timeout server 60s\n"
+            "    option splice-auto\n"
+            f"listen bulk\n    bind 127.0.0.1:{ports['bulk']}\n    server s 127.0.0.1:{sink}\n"
+            f"listen echo\n    bind 127.0.0.1:{ports['echo']}\n    server s 127.0.0.1:{echo}\n"
+        )
+        # Waited for on the echo port: a probe of the bulk port would reach the sink, which waits for a length.
+        self._spawn("haproxy", ["haproxy", "-db", "-f", str(conf)], ports["echo"])
+        del self.port["haproxy"]  # not a forward proxy: reached directly, on its own ports
+        self.reference = ports
+        version = subprocess.run(["haproxy", "-v"], capture_output=True, text=True, check=False).stdout.split()
+        self.reference_name = f"haproxy {version[2] if len(version) > 2 else '?'}".split("-")[0]
+
     def _mitm(self, binary: str) -> None:
         port = _free_port()
         argv = [binary, "--listen-host", "127.0.0.1", "--listen-port", str(port), "--ignore-hosts", ".*", "-q"]
@@ -246,6 +275,12 @@ def _load(*args: object, timeout: float = 600) -> list[float]:
     return [float(x) for x in done.stdout.split()]
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process and its threads."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run(mib: int = 1024, rate_seconds: float = 5.0, idle: int = 10_000) -> list[Figure]:
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by every process started below
@@ -259,15 +294,28 @@ def run(mib: int = 1024, rate_seconds: float = 5.0, idle: int = 10_000) -> list[
         assert upstream.stdout is not None
         sink, echo = (int(x) for x in upstream.stdout.readline().split())
         contenders.start_all()
+        contenders.start_reference(sink, echo)
         names = list(contenders.port)
-        throughput: dict[str, list[float]] = {n: [] for n in names}
+        # (proxy port, sink port, echo port) per name: the contenders are asked to CONNECT to the upstream; the
+        # reference is connected to directly (proxy port 0) and relays to it.
+        routes = {n: (contenders.port[n], sink, echo) for n in names}
+        if contenders.reference:
+            routes["haproxy"] = (0, contenders.reference["bulk"], contenders.reference["echo"])
+        throughput: dict[str, list[float]] = {n: [] for n in routes}
         for _ in range(3):  # interleaved rounds
-            for name in names:
+            for name, (proxy, to_sink, _) in routes.items():
                 try:
-                    throughput[name].extend(_load("bulk", contenders.port[name], sink, mib))
+                    throughput[name].extend(_load("bulk", proxy, to_sink, mib))
                 except RuntimeError as exc:
                     raise RuntimeError(f"{name}: {exc}") from None
-        rates = {n: _load("rate", contenders.port[n], echo, rate_seconds, 200)[0] for n in names}
+        rates: dict[str, float] = {}
+        cpu_us: dict[str, float] = {}  # each proxy's CPU time per tunnel during its own tunnels/s load
+        for name, (proxy, _, to_echo) in routes.items():
+            pid = contenders.procs[name].pid if name in contenders.procs else None
+            before = _cpu_seconds(pid) if pid else 0.0
+            rates[name] = _load("rate", proxy, to_echo, rate_seconds, 200)[0]
+            if pid:
+                cpu_us[name] = (_cpu_seconds(pid) - before) / max(rates[name] * rate_seconds, 1) * 1e6
         latency = {n: _load("latency", contenders.port[n], echo, 2000) for n in names}
         idle_kib = _idle_memory(contenders, echo, idle)
         fairness = _fairness(echo, sink)
@@ -276,7 +324,8 @@ def run(mib: int = 1024, rate_seconds: float = 5.0, idle: int = 10_000) -> list[
         upstream.kill()
         upstream.wait()
         shutil.rmtree(base, ignore_errors=True)
-    return _figures(names, throughput, rates, latency, idle_kib, idle, fairness, mib)
+    reference = f"the reference ({contenders.reference_name} TCP relay, splice, no CONNECT, not a forward proxy)"
+    return _figures(names, throughput, rates, cpu_us, latency, idle_kib, idle, fairness, mib, reference)
 
 
 def _idle_memory(contenders: Contenders, echo: int, n: int) -> float:
@@ -312,23 +361,29 @@ def _fairness(echo: int, sink: int) -> tuple[float, float, float]:
         # slow the victim's client and upstream by taking their CPU, which no proxy can prevent. What remains is
         # what the proxy lets one session do to another.
         nice = ["nice", "-n", "19"]
-        flood = [
-            subprocess.Popen(
-                [*nice, PY, "-c", LOADGEN, "bulk", str(flooder), str(sink), "4096"], stdout=subprocess.DEVNULL
-            ),
-            subprocess.Popen(
-                [*nice, PY, "-c", LOADGEN, "rate", str(flooder), str(echo), "30", "200"],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            ),
-        ]
+        bulk = subprocess.Popen(
+            [*nice, PY, "-c", LOADGEN, "bulk", str(flooder), str(sink), "4096"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        # The bulk tunnel is opened before the storm: started together, the storm could spend the flooder's
+        # new-connection budget first, the bulk transfer would be refused (429), and there would be no bulk flood.
+        time.sleep(0.5)
+        storm = subprocess.Popen(
+            [*nice, PY, "-c", LOADGEN, "rate", str(flooder), str(echo), "30", "200"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         time.sleep(1.0)
         try:
             loaded = _load("latency", victim, echo, 1000)
+            if bulk.poll() is not None:  # it would still be sending (4 GiB at the session's 200 MB/s cap)
+                assert bulk.stderr is not None
+                raise RuntimeError(f"the bulk flood ended early: {bulk.stderr.read()[-300:]!r}")
         finally:
-            for p in flood:
-                p.kill()
-                p.wait()
+            for flood in (bulk, storm):
+                flood.kill()
+                flood.wait()
         time.sleep(1.0)
         after = _load("latency", victim, echo, 1000)
     finally:
@@ -343,17 +398,25 @@ def _figures(
     names: list[str],
     throughput: dict[str, list[float]],
     rates: dict[str, float],
+    cpu_us: dict[str, float],
     latency: dict[str, list[float]],
     idle_kib: float,
     idle: int,
     fairness: tuple[float, float, float],
     mib: int,
+    reference: str,
 ) -> list[Figure]:
     bulk = {n: statistics.median(v) for n, v in throughput.items()}
     ours = bulk["ringfence"] / bulk["direct"]
     others = ", ".join(f"{n} {bulk[n] / bulk['direct']:.2f}x" for n in names if n not in ("direct", "ringfence"))
     squid_bulk = bulk.get("squid", 0.0)
     tunnels = ", ".join(f"{n} {rates[n]:,.0f}/s" for n in names)
+    cpu = ", ".join(f"{n} {us:.0f}" for n, us in cpu_us.items() if n != "haproxy")
+    if "haproxy" in rates:
+        others += f"; {reference} {bulk['haproxy'] / bulk['direct']:.2f}x"
+        tunnels += f"; {reference} {rates['haproxy']:,.0f}/s at {cpu_us.get('haproxy', 0):.0f} us CPU per tunnel"
+    if cpu:
+        tunnels += f"; proxy CPU per tunnel (user + system, us): {cpu}"
     squid_rate = rates.get("squid", 0.0)
     mitm_rate = rates.get("mitmproxy")
     added_p50 = latency["ringfence"][0] - latency["direct"][0]
