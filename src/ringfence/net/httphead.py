@@ -99,9 +99,12 @@ def relayed_response_headers(
     headers: Iterable[tuple[bytes, bytes]], drop: Collection[bytes]
 ) -> list[tuple[bytes, bytes]]:
     """An upstream response's headers as a proxy passes them on: those named (lower case) in `drop` removed, the
-    framing left to h11 except a Content-Length, which is kept (a HEAD answer or an empty body needs it)."""
+    framing left to h11 except a Content-Length, which is kept (a HEAD answer or an empty body needs it) unless the
+    response also has a Transfer-Encoding. Then h11 framed the body by the coding, and RFC 9112 (6.3) has an
+    intermediary remove the length before forwarding: kept, it would promise the client a body of another size."""
     kept = [(name, value) for name, value in headers if name.lower() not in drop and name.lower() != b"content-length"]
     lengths = [value for name, value in headers if name.lower() == b"content-length"]
-    if lengths:
+    coded = any(name.lower() == b"transfer-encoding" for name, _ in headers)
+    if lengths and not coded:
         kept.append((b"Content-Length", lengths[-1]))
     return kept
