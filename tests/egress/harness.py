@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import select
 import socket
 import ssl
 import threading
@@ -14,6 +15,8 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+import h11
 
 from ringfence.egress.audit import BatchedAudit
 from ringfence.egress.proxy import EgressProxy, ProxyLimits
@@ -198,6 +201,112 @@ class RawUpstream:
             self.sock.shutdown(socket.SHUT_RDWR)
         self._thread.join(5)
         self.sock.close()
+
+
+_HOP_BY_HOP_NAMES = {b"connection", b"keep-alive", b"proxy-connection", b"proxy-authorization", b"te", b"trailer"}
+PLAIN_OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+class RecordingUpstream:
+    """Reads each connection to its end (the proxy closes it after the response) and keeps every byte. Once a
+    strict parser has seen the end of the first request, it answers with the next of `answers` (or a plain 200)
+    and closes its sending side."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.answers: list[bytes] = []
+        self.received: list[bytes] = []
+        self._active = 0
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with self._lock:
+                self._active += 1
+                answer = self.answers.pop(0) if self.answers else PLAIN_OK
+            threading.Thread(target=self._record, args=(conn, answer), daemon=True).start()
+
+    def _record(self, conn: socket.socket, answer: bytes) -> None:
+        got, parser, answered = b"", h11.Connection(h11.SERVER), False
+        try:
+            with conn:
+                conn.settimeout(5)
+                while chunk := conn.recv(65536):
+                    got += chunk
+                    if answered:
+                        continue
+                    parser.receive_data(chunk)
+                    while (event := parser.next_event()) not in (h11.NEED_DATA, h11.PAUSED):
+                        if isinstance(event, h11.EndOfMessage):
+                            conn.sendall(answer)
+                            conn.shutdown(socket.SHUT_WR)  # frames an answer that has no length of its own
+                            answered = True
+                            break
+        except (OSError, h11.ProtocolError):
+            pass  # what arrived is still judged by the test
+        finally:
+            with self._lock:
+                self.received.append(got)
+                self._active -= 1
+
+    def settled(self, timeout: float = 5.0) -> list[bytes]:
+        """Every connection the proxy made so far, once each has ended."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            waiting, _, _ = select.select([self.sock], [], [], 0)
+            with self._lock:
+                if not waiting and self._active == 0:
+                    return list(self.received)
+            time.sleep(0.005)
+        raise AssertionError("an upstream connection did not end")
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):  # wakes the accept before the descriptor is freed (see RawUpstream)
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self._thread.join(5)
+        self.sock.close()
+
+
+def one_request(raw: bytes, host: bytes) -> tuple[h11.Request, bytes]:
+    """The one re-serialized request an upstream connection must carry (framing and hop-by-hop headers as a proxy
+    must leave them, `host` as the Host), and its body; fails on anything else."""
+    parser = h11.Connection(h11.SERVER)
+    parser.receive_data(raw)
+    parser.receive_data(b"")
+    request = parser.next_event()
+    assert isinstance(request, h11.Request), raw[:200]
+    body = b""
+    while isinstance(event := parser.next_event(), h11.Data):
+        body += event.data
+    assert isinstance(event, h11.EndOfMessage), (event, raw[:200])
+    assert parser.trailing_data == (b"", True), f"bytes after the request: {parser.trailing_data[0][:100]!r}"
+    names = [name for name, _ in request.headers]
+    assert not (b"content-length" in names and b"transfer-encoding" in names), raw[:300]
+    assert names.count(b"content-length") <= 1 and names.count(b"transfer-encoding") <= 1, raw[:300]
+    assert not set(names) & _HOP_BY_HOP_NAMES, raw[:300]
+    assert not any(name.startswith(b"x-ringfence-") for name in names), raw[:300]
+    assert [value for name, value in request.headers if name == b"host"] == [host]
+    assert request.target.startswith(b"/"), request.target
+    return request, body
+
+
+def chunked(payload: bytes, cuts: list[int], extension: bytes) -> bytes:
+    pieces, start = [], 0
+    for cut in sorted({c % (len(payload) + 1) for c in cuts} | {len(payload)}):
+        if cut > start:
+            pieces.append(payload[start:cut])
+            start = cut
+    framed = b"".join(b"%x%s\r\n%s\r\n" % (len(p), extension, p) for p in pieces)
+    return framed + b"0\r\n\r\n"
 
 
 def client_hello(server_name: str | None) -> bytes:

@@ -9,10 +9,6 @@ a keep-alive client sees exactly one response per request, so one upstream canno
 
 from __future__ import annotations
 
-import select
-import socket
-import threading
-import time
 from collections.abc import Iterator
 
 import h11
@@ -23,76 +19,7 @@ from hypothesis import strategies as st
 from ringfence.egress.proxy import DENY_HEADER, ProxyLimits
 from ringfence.egress.rules import EgressPolicy
 from ringfence.net.resolve import StaticResolver
-from tests.egress.harness import ProxyHarness
-
-_HOP_BY_HOP = {b"connection", b"keep-alive", b"proxy-connection", b"proxy-authorization", b"te", b"trailer"}
-_OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
-
-
-class RecordingUpstream:
-    """Reads each connection to its end (the proxy closes it after the response) and keeps every byte. Once a
-    strict parser has seen the end of the first request, it answers with the next of `answers` (or a plain 200)
-    and closes its sending side."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
-        self.answers: list[bytes] = []
-        self.received: list[bytes] = []
-        self._active = 0
-        self._lock = threading.Lock()
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with self._lock:
-                self._active += 1
-                answer = self.answers.pop(0) if self.answers else _OK
-            threading.Thread(target=self._record, args=(conn, answer), daemon=True).start()
-
-    def _record(self, conn: socket.socket, answer: bytes) -> None:
-        got, parser, answered = b"", h11.Connection(h11.SERVER), False
-        try:
-            with conn:
-                conn.settimeout(5)
-                while chunk := conn.recv(65536):
-                    got += chunk
-                    if answered:
-                        continue
-                    parser.receive_data(chunk)
-                    while (event := parser.next_event()) not in (h11.NEED_DATA, h11.PAUSED):
-                        if isinstance(event, h11.EndOfMessage):
-                            conn.sendall(answer)
-                            conn.shutdown(socket.SHUT_WR)  # frames an answer that has no length of its own
-                            answered = True
-                            break
-        except (OSError, h11.ProtocolError):
-            pass  # what arrived is still judged by the test
-        finally:
-            with self._lock:
-                self.received.append(got)
-                self._active -= 1
-
-    def settled(self, timeout: float = 5.0) -> list[bytes]:
-        """Every connection the proxy made so far, once each has ended."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            waiting, _, _ = select.select([self.sock], [], [], 0)
-            with self._lock:
-                if not waiting and self._active == 0:
-                    return list(self.received)
-            time.sleep(0.005)
-        raise AssertionError("an upstream connection did not end")
-
-    def close(self) -> None:
-        self.sock.shutdown(socket.SHUT_RDWR)
-        self.sock.close()
+from tests.egress.harness import PLAIN_OK, ProxyHarness, RecordingUpstream, chunked, one_request
 
 
 @pytest.fixture(scope="module")
@@ -113,39 +40,7 @@ def proxy() -> Iterator[ProxyHarness]:
     harness.close()
 
 
-def one_request(raw: bytes, port: int) -> tuple[h11.Request, bytes]:
-    """The one re-serialized request an upstream connection must carry, and its body; fails on anything else."""
-    parser = h11.Connection(h11.SERVER)
-    parser.receive_data(raw)
-    parser.receive_data(b"")
-    request = parser.next_event()
-    assert isinstance(request, h11.Request), raw[:200]
-    body = b""
-    while isinstance(event := parser.next_event(), h11.Data):
-        body += event.data
-    assert isinstance(event, h11.EndOfMessage), (event, raw[:200])
-    assert parser.trailing_data == (b"", True), f"bytes after the request: {parser.trailing_data[0][:100]!r}"
-    names = [name for name, _ in request.headers]
-    assert not (b"content-length" in names and b"transfer-encoding" in names), raw[:300]
-    assert names.count(b"content-length") <= 1 and names.count(b"transfer-encoding") <= 1, raw[:300]
-    assert not set(names) & _HOP_BY_HOP, raw[:300]
-    assert not any(name.startswith(b"x-ringfence-") for name in names), raw[:300]
-    assert [value for name, value in request.headers if name == b"host"] == [f"ok.example:{port}".encode()]
-    assert request.target.startswith(b"/"), request.target
-    return request, body
-
-
-def _chunked(payload: bytes, cuts: list[int], extension: bytes) -> bytes:
-    pieces, start = [], 0
-    for cut in sorted({c % (len(payload) + 1) for c in cuts} | {len(payload)}):
-        if cut > start:
-            pieces.append(payload[start:cut])
-            start = cut
-    framed = b"".join(b"%x%s\r\n%s\r\n" % (len(p), extension, p) for p in pieces)
-    return framed + b"0\r\n\r\n"
-
-
-_NOISE = st.lists(
+HOP_NOISE = st.lists(
     st.sampled_from(
         [
             b"Connection: close",
@@ -167,7 +62,7 @@ _NOISE = st.lists(
     max_size=4,
 )
 # Framing that a strict proxy must refuse or normalize, never pass on ambiguously.
-_MUTATIONS = st.sampled_from(
+FRAMING_MUTATIONS = st.sampled_from(
     [
         None,
         b"Content-Length: 0",
@@ -185,7 +80,7 @@ _MUTATIONS = st.sampled_from(
         b"Transfer-Encoding: \x0bchunked",
     ]
 )
-_HIDDEN = st.sampled_from(
+HIDDEN_AFTER_BODY = st.sampled_from(
     [
         b"",
         b"GET /admin HTTP/1.1\r\nHost: ok.example\r\n\r\n",
@@ -199,19 +94,19 @@ _HIDDEN = st.sampled_from(
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     payload=st.binary(max_size=200),
-    chunked=st.booleans(),
+    use_chunks=st.booleans(),
     cuts=st.lists(st.integers(0, 400), max_size=5),
     extension=st.sampled_from([b"", b";ext=1", b";a=b;c"]),
-    noise=_NOISE,
-    mutation=_MUTATIONS,
-    hidden=_HIDDEN,
+    noise=HOP_NOISE,
+    mutation=FRAMING_MUTATIONS,
+    hidden=HIDDEN_AFTER_BODY,
     host=st.sampled_from([b"x", b"evil.example", b"127.0.0.1:1", b""]),  # the URL's authority is what counts
 )
 def test_each_upstream_connection_carries_exactly_one_reserialized_request(
     proxy: ProxyHarness,
     upstream: RecordingUpstream,
     payload: bytes,
-    chunked: bool,
+    use_chunks: bool,
     cuts: list[int],
     extension: bytes,
     noise: list[bytes],
@@ -221,15 +116,15 @@ def test_each_upstream_connection_carries_exactly_one_reserialized_request(
 ) -> None:
     port = upstream.port
     before = len(upstream.settled())
-    framing = b"Transfer-Encoding: chunked" if chunked else b"Content-Length: %d" % len(payload)
-    body = _chunked(payload, cuts, extension) if chunked else payload
+    framing = b"Transfer-Encoding: chunked" if use_chunks else b"Content-Length: %d" % len(payload)
+    body = chunked(payload, cuts, extension) if use_chunks else payload
     lines = [b"POST http://ok.example:%d/up HTTP/1.1" % port, b"Host: " + host, framing, *noise]
     if mutation is not None:
         lines.append(mutation)
     raw = b"\r\n".join(lines) + b"\r\n\r\n" + body + hidden.replace(b"{port}", str(port).encode())
     answer = proxy.exchange(raw, timeout=10)
     carried = upstream.settled()[before:]
-    requests = [one_request(sent, port) for sent in carried]
+    requests = [one_request(sent, b"ok.example:%d" % port) for sent in carried]
     event(f"{len(carried)} upstream connection(s); answered {answer[9:12].decode('latin-1') or 'nothing'}")
     # At most the request and, when its end was unambiguous, the one that followed it (checked afresh).
     assert len(carried) <= 2
@@ -242,14 +137,14 @@ def test_each_upstream_connection_carries_exactly_one_reserialized_request(
 
 # (what the first request's upstream answers, what the client must read for it: None for "a 502 or a cut").
 _ANSWERS = [
-    pytest.param(_OK, (200, b"ok"), id="plain"),
-    pytest.param(_OK + b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil", (200, b"ok"), id="second-response"),
+    pytest.param(PLAIN_OK, (200, b"ok"), id="plain"),
+    pytest.param(PLAIN_OK + b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil", (200, b"ok"), id="second-response"),
     pytest.param(
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\nHTTP/1.1 200 OK\r\n\r\nevil",
         (200, b"ok"),
         id="response-after-chunks",
     ),
-    pytest.param(_OK + b"\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n", (200, b"ok"), id="204-after-blank-lines"),
+    pytest.param(PLAIN_OK + b"\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n", (200, b"ok"), id="204-after-blank-lines"),
     # RFC 9112 6.3: the coding frames the body, and the length is removed before forwarding.
     pytest.param(
         b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nevil\r\n0\r\n\r\n",
@@ -267,7 +162,7 @@ _ANSWERS = [
         (200, b"ok"),
         id="deny-listed-in-connection",
     ),
-    pytest.param(b"HTTP/1.1 100 Continue\r\n\r\n" + _OK, (200, b"ok"), id="100-continue"),
+    pytest.param(b"HTTP/1.1 100 Continue\r\n\r\n" + PLAIN_OK, (200, b"ok"), id="100-continue"),
     pytest.param(b"HTTP/1.1 200 OK\r\n\r\nok until close", (200, b"ok until close"), id="framed-by-close"),
     pytest.param(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", (200, b"ok"), id="http-1.0"),
     pytest.param(b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok", (200, b"ok"), id="bare-lf"),

@@ -1,0 +1,109 @@
+"""SECURITY-CASES H family (H1-H5) on the gateway's model route, as a property: whatever framing, hop-by-hop lists
+and credential headers a sandbox sends, each provider connection carries exactly one re-serialized request with
+exactly one key, the gateway's (never dropped, never duplicated, never the sandbox's placeholder), and the body the
+client's framing said; the key never comes back to the client."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from tests.egress.harness import RecordingUpstream, chunked, one_request, read_all, with_shutdown
+from tests.egress.test_smuggling import FRAMING_MUTATIONS, HOP_NOISE
+from tests.gateway.test_git_gateway import GatewayHarness
+
+KEY = "sk-ant-PROPERTY-0123456789"
+ROUTE = b"/model/anthropic/v1/messages"
+
+_CREDENTIAL_NOISE = st.lists(
+    st.sampled_from(
+        [
+            b"x-api-key: placeholder",
+            b"X-API-KEY: placeholder-2",
+            b"Authorization: Bearer placeholder",
+            b"Connection: x-api-key",
+            b"Connection: Authorization, anthropic-version",
+            b"anthropic-version: 2023-06-01",
+        ]
+    ),
+    max_size=4,
+)
+_HIDDEN = st.sampled_from(
+    [
+        b"",
+        b"POST " + ROUTE + b" HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+        b"GET /git/acme/other.git/info/refs?service=git-upload-pack HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /model/anthropic/../git/acme/widgets.git/info/refs HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"garbage\r\n\r\n",
+    ]
+)
+
+
+@pytest.fixture(scope="module")
+def provider() -> Iterator[RecordingUpstream]:
+    server = RecordingUpstream()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def gateway(provider: RecordingUpstream) -> Iterator[GatewayHarness]:
+    harness = GatewayHarness("http://127.0.0.1:9", models={"anthropic": (f"http://127.0.0.1:{provider.port}", KEY)})
+    yield harness
+    harness.close()
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    payload=st.binary(max_size=200),
+    use_chunks=st.booleans(),
+    cuts=st.lists(st.integers(0, 400), max_size=5),
+    noise=HOP_NOISE,
+    credentials=_CREDENTIAL_NOISE,
+    mutation=FRAMING_MUTATIONS,
+    hidden=_HIDDEN,
+)
+def test_each_provider_request_carries_exactly_the_gateways_key_once(
+    gateway: GatewayHarness,
+    provider: RecordingUpstream,
+    payload: bytes,
+    use_chunks: bool,
+    cuts: list[int],
+    noise: list[bytes],
+    credentials: list[bytes],
+    mutation: bytes | None,
+    hidden: bytes,
+) -> None:
+    before = len(provider.settled())
+    framing = b"Transfer-Encoding: chunked" if use_chunks else b"Content-Length: %d" % len(payload)
+    body = chunked(payload, cuts, b";x=1") if use_chunks else payload
+    lines = [b"POST " + ROUTE + b" HTTP/1.1", b"Host: x", framing, *credentials, *noise]
+    if mutation is not None:
+        lines.append(mutation)
+    answer = gateway_exchange(gateway, b"\r\n".join(lines) + b"\r\n\r\n" + body + hidden)
+    carried = provider.settled()[before:]
+    event(f"{len(carried)} provider connection(s); answered {answer[9:12].decode('latin-1') or 'nothing'}")
+    assert len(carried) <= 2
+    for number, sent in enumerate(carried):
+        request, forwarded = one_request(sent, b"127.0.0.1:%d" % provider.port)
+        assert request.target == b"/v1/messages"
+        keys = [value for name, value in request.headers if name == b"x-api-key"]
+        assert keys == [KEY.encode()], keys  # H4: neither dropped nor duplicated, never the placeholder
+        assert b"authorization" not in {name for name, _ in request.headers}
+        if number == 0:
+            assert forwarded == payload  # what the client's framing said: no more, no less
+    if mutation is None:
+        assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+    assert KEY.encode() not in answer
+
+
+def gateway_exchange(gateway: GatewayHarness, raw: bytes) -> bytes:
+    """Send `raw`, half-close, read everything until the gateway closes."""
+    with socket.create_connection(("127.0.0.1", gateway.port), 10) as sock:
+        sock.sendall(raw)
+        with_shutdown(sock)
+        return read_all(sock)
