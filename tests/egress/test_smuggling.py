@@ -153,6 +153,15 @@ _ANSWERS = [
     ),
     pytest.param(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 4\r\n\r\nevil", None, id="two-lengths"),
     pytest.param(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nok", None, id="short-body"),
+    # 204 never has a body: the length it wrongly carries is not passed on (a client believing it would read the
+    # next response as this one's body); a 304 keeps its length, which describes the representation.
+    pytest.param(b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\nevil!", (204, b""), id="204-with-length"),
+    pytest.param(b"HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n", (304, b""), id="304-with-length"),
+    pytest.param(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nframes",
+        None,
+        id="unasked-101",
+    ),
     pytest.param(b"garbage\r\n\r\n", None, id="not-http"),
     pytest.param(
         b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Ringfence-Deny: forged\r\n\r\nok", (200, b"ok"), id="deny"
@@ -190,6 +199,8 @@ def test_a_keep_alive_client_gets_exactly_one_response_per_request(
         assert (read, complete) in (([], False), ([(502, read[0][1] if read else b"")], True)), answer[:300]
     else:  # then the second request's own answer, never bytes left over from the first upstream, then nothing
         assert (read, complete) == ([expected, (200, b"ok")], True), answer[:300]
+        if expected[0] == 204:
+            assert b"content-length" not in responses[0][1], answer[:300]
 
 
 def _responses(answer: bytes) -> tuple[list[tuple[int, set[bytes], bytes]], bool]:

@@ -684,7 +684,7 @@ class EgressProxy:
                     if isinstance(event, h11.InformationalResponse):
                         await loop.sock_sendall(client, conn.send(event))
                     elif isinstance(event, h11.Response):
-                        kept = relayed_response_headers(event.headers, _DROP_FROM_UPSTREAM)
+                        kept = relayed_response_headers(event.headers, _DROP_FROM_UPSTREAM, event.status_code)
                         await loop.sock_sendall(
                             client,
                             conn.send(h11.Response(status_code=event.status_code, headers=kept, reason=event.reason)),

@@ -512,7 +512,7 @@ class Gateway:
                 if isinstance(event, h11.Response):
                     if event.status_code in (401, 407):
                         raise _Refused(502, f"the {who} refused the gateway's credential", "upstream:auth")
-                    kept = relayed_response_headers(event.headers, _DROP_FROM_UPSTREAM)
+                    kept = relayed_response_headers(event.headers, _DROP_FROM_UPSTREAM, event.status_code)
                     writer.write(conn.send(h11.Response(status_code=event.status_code, headers=kept)))
                     await writer.drain()
                     record.update(status=event.status_code)

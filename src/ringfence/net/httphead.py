@@ -96,15 +96,17 @@ def next_request(conn: h11.Connection, max_head: int) -> h11.Request | type[h11.
 
 
 def relayed_response_headers(
-    headers: Iterable[tuple[bytes, bytes]], drop: Collection[bytes]
+    headers: Iterable[tuple[bytes, bytes]], drop: Collection[bytes], status: int
 ) -> list[tuple[bytes, bytes]]:
     """An upstream response's headers as a proxy passes them on: those named (lower case) in `drop` removed, the
-    framing left to h11 except a Content-Length, which is kept (a HEAD answer or an empty body needs it) unless the
-    response also has a Transfer-Encoding. Then h11 framed the body by the coding, and RFC 9112 (6.3) has an
-    intermediary remove the length before forwarding: kept, it would promise the client a body of another size."""
+    framing left to h11 except a Content-Length, which is kept (a HEAD answer or a 304 needs it) unless
+    - the response also has a Transfer-Encoding: h11 framed the body by the coding, and RFC 9112 (6.3) has an
+      intermediary remove the length before forwarding; kept, it would promise the client a body of another size;
+    - the status is 1xx or 204, which never have a body and must not carry a length (RFC 9110, 8.6): a client
+      that believed one would read the next response as this one's body."""
     kept = [(name, value) for name, value in headers if name.lower() not in drop and name.lower() != b"content-length"]
     lengths = [value for name, value in headers if name.lower() == b"content-length"]
     coded = any(name.lower() == b"transfer-encoding" for name, _ in headers)
-    if lengths and not coded:
+    if lengths and not coded and status >= 200 and status != 204:
         kept.append((b"Content-Length", lengths[-1]))
     return kept
