@@ -1,10 +1,11 @@
-"""SECURITY-CASES H family (H1-H5) on the gateway's model route, as a property: whatever framing, hop-by-hop lists
-and credential headers a sandbox sends, each provider connection carries exactly one re-serialized request with
-exactly one key, the gateway's (never dropped, never duplicated, never the sandbox's placeholder), and the body the
-client's framing said; the key never comes back to the client."""
+"""SECURITY-CASES H family (H1-H5) on the gateway's model and git routes, as properties: whatever framing, hop-by-hop
+lists and credential headers a sandbox sends, each upstream connection carries exactly one re-serialized request
+with exactly one credential, the gateway's (never dropped, never duplicated, never the sandbox's placeholder), and
+the body the client's framing said; the credential never comes back to the client."""
 
 from __future__ import annotations
 
+import base64
 import socket
 from collections.abc import Iterator
 
@@ -14,7 +15,7 @@ from hypothesis import strategies as st
 
 from tests.egress.harness import RecordingUpstream, chunked, one_request, read_all, with_shutdown
 from tests.egress.test_smuggling import FRAMING_MUTATIONS, HOP_NOISE
-from tests.gateway.test_git_gateway import GatewayHarness
+from tests.gateway.test_git_gateway import TOKEN, GatewayHarness
 
 KEY = "sk-ant-PROPERTY-0123456789"
 ROUTE = b"/model/anthropic/v1/messages"
@@ -107,3 +108,76 @@ def gateway_exchange(gateway: GatewayHarness, raw: bytes) -> bytes:
         sock.sendall(raw)
         with_shutdown(sock)
         return read_all(sock)
+
+
+GIT_ROUTE = b"/git/acme/widgets.git/git-upload-pack"
+_GIT_CREDENTIAL_NOISE = st.lists(
+    st.sampled_from(
+        [
+            b"Authorization: Basic ZXZpbDpldmls",
+            b"authorization: Bearer placeholder",
+            b"Connection: Authorization",
+            b"Proxy-Authorization: Basic ZXZpbDpldmls",
+            b"Cookie: session=sandbox",
+            b"Content-Type: application/x-git-upload-pack-request",
+            b"Git-Protocol: version=2",
+        ]
+    ),
+    max_size=4,
+)
+
+
+@pytest.fixture(scope="module")
+def git_host() -> Iterator[RecordingUpstream]:
+    server = RecordingUpstream()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def git_gateway(git_host: RecordingUpstream) -> Iterator[GatewayHarness]:
+    harness = GatewayHarness(f"http://127.0.0.1:{git_host.port}")
+    yield harness
+    harness.close()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    payload=st.binary(max_size=200),
+    use_chunks=st.booleans(),
+    cuts=st.lists(st.integers(0, 400), max_size=5),
+    noise=HOP_NOISE,
+    credentials=_GIT_CREDENTIAL_NOISE,
+    mutation=FRAMING_MUTATIONS,
+)
+def test_each_git_host_request_carries_exactly_the_gateways_credential_once(
+    git_gateway: GatewayHarness,
+    git_host: RecordingUpstream,
+    payload: bytes,
+    use_chunks: bool,
+    cuts: list[int],
+    noise: list[bytes],
+    credentials: list[bytes],
+    mutation: bytes | None,
+) -> None:
+    before = len(git_host.settled())
+    framing = b"Transfer-Encoding: chunked" if use_chunks else b"Content-Length: %d" % len(payload)
+    body = chunked(payload, cuts, b"") if use_chunks else payload
+    lines = [b"POST " + GIT_ROUTE + b" HTTP/1.1", b"Host: x", framing, *credentials, *noise]
+    if mutation is not None:
+        lines.append(mutation)
+    answer = gateway_exchange(git_gateway, b"\r\n".join(lines) + b"\r\n\r\n" + body)
+    carried = git_host.settled()[before:]
+    event(f"{len(carried)} git host connection(s); answered {answer[9:12].decode('latin-1') or 'nothing'}")
+    assert len(carried) <= 1
+    expected = b"Basic " + base64.b64encode(f"x-access-token:{TOKEN}".encode())
+    for sent in carried:
+        request, forwarded = one_request(sent, b"127.0.0.1:%d" % git_host.port)
+        assert request.target.endswith(b"/acme/widgets.git/git-upload-pack"), request.target
+        values = [value for name, value in request.headers if name == b"authorization"]
+        assert values == [expected]  # the gateway's, once; never the sandbox's
+        assert b"cookie" not in {name for name, _ in request.headers}
+        assert forwarded == payload
+    if mutation is None:
+        assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+    assert TOKEN.encode() not in answer and expected not in answer
