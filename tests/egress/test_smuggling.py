@@ -136,7 +136,7 @@ def test_each_upstream_connection_carries_exactly_one_reserialized_request(
 
 
 # (what the first request's upstream answers, what the client must read for it: None for "a 502 or a cut").
-_ANSWERS = [
+UPSTREAM_ANSWERS = [
     pytest.param(PLAIN_OK, (200, b"ok"), id="plain"),
     pytest.param(PLAIN_OK + b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil", (200, b"ok"), id="second-response"),
     pytest.param(
@@ -172,13 +172,18 @@ _ANSWERS = [
         id="deny-listed-in-connection",
     ),
     pytest.param(b"HTTP/1.1 100 Continue\r\n\r\n" + PLAIN_OK, (200, b"ok"), id="100-continue"),
+    pytest.param(
+        b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\nX-Ringfence-Deny: forged\r\n\r\n" + PLAIN_OK,
+        (200, b"ok"),
+        id="103-early-hints",
+    ),
     pytest.param(b"HTTP/1.1 200 OK\r\n\r\nok until close", (200, b"ok until close"), id="framed-by-close"),
     pytest.param(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", (200, b"ok"), id="http-1.0"),
     pytest.param(b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok", (200, b"ok"), id="bare-lf"),
 ]
 
 
-@pytest.mark.parametrize(("first", "expected"), _ANSWERS)
+@pytest.mark.parametrize(("first", "expected"), UPSTREAM_ANSWERS)
 def test_a_keep_alive_client_gets_exactly_one_response_per_request(
     proxy: ProxyHarness, upstream: RecordingUpstream, first: bytes, expected: tuple[int, bytes] | None
 ) -> None:
@@ -190,7 +195,8 @@ def test_a_keep_alive_client_gets_exactly_one_response_per_request(
         timeout=10,
     )
     upstream.settled()
-    responses, complete = _responses(answer)
+    responses, complete = read_responses(answer)
+    assert b"forged" not in answer  # an upstream's deny header is never passed on, not even on an interim answer
     for status, headers, _ in responses:
         # An upstream cannot speak for the proxy: its deny header only ever comes on the proxy's own refusals.
         assert DENY_HEADER.lower().encode() not in headers or status == 502, answer[:300]
@@ -203,7 +209,7 @@ def test_a_keep_alive_client_gets_exactly_one_response_per_request(
             assert b"content-length" not in responses[0][1], answer[:300]
 
 
-def _responses(answer: bytes) -> tuple[list[tuple[int, set[bytes], bytes]], bool]:
+def read_responses(answer: bytes) -> tuple[list[tuple[int, set[bytes], bytes]], bool]:
     """The complete responses a keep-alive client reads from `answer` for its two GETs, and whether the bytes
     ended cleanly after them (False: a framing error, a close mid-response, or bytes nobody asked for)."""
     parser = h11.Connection(h11.CLIENT)

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from tests.egress.harness import RecordingUpstream, chunked, one_request, read_all, with_shutdown
-from tests.egress.test_smuggling import FRAMING_MUTATIONS, HOP_NOISE
+from tests.egress.test_smuggling import FRAMING_MUTATIONS, HOP_NOISE, UPSTREAM_ANSWERS, read_responses
 from tests.gateway.test_git_gateway import TOKEN, GatewayHarness
 
 KEY = "sk-ant-PROPERTY-0123456789"
@@ -181,3 +181,21 @@ def test_each_git_host_request_carries_exactly_the_gateways_credential_once(
     if mutation is None:
         assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
     assert TOKEN.encode() not in answer and expected not in answer
+
+
+@pytest.mark.parametrize(("first", "expected"), UPSTREAM_ANSWERS)
+def test_a_keep_alive_client_of_the_model_route_gets_exactly_one_response_per_request(
+    gateway: GatewayHarness, provider: RecordingUpstream, first: bytes, expected: tuple[int, bytes] | None
+) -> None:
+    provider.settled()
+    provider.answers = [first]  # the first request's provider answers oddly; the second's with a plain 200
+    request = b"POST " + ROUTE + b" HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}"
+    answer = gateway_exchange(gateway, request + request)
+    provider.settled()
+    assert b"forged" not in answer and KEY.encode() not in answer
+    read, complete = read_responses(answer)
+    got = [(status, body) for status, _, body in read]
+    if expected is None:  # a 502, or a cut the client can see, and nothing after it
+        assert (got, complete) in (([], False), ([(502, got[0][1] if got else b"")], True)), answer[:300]
+    else:  # then the second request's own answer, never bytes left over from the first provider connection
+        assert (got, complete) == ([expected, (200, b"ok")], True), answer[:300]

@@ -681,15 +681,14 @@ class EgressProxy:
                         data = await asyncio.wait_for(loop.sock_recv(upstream, 262144), state.limits.idle_timeout)
                         up_conn.receive_data(data)
                         continue
-                    if isinstance(event, h11.InformationalResponse):
-                        await loop.sock_sendall(client, conn.send(event))
-                    elif isinstance(event, h11.Response):
+                    if isinstance(event, (h11.InformationalResponse, h11.Response)):
+                        # Interim answers (100, 103) are passed on as RFC 9110 asks of a proxy; both kinds with
+                        # the headers a proxy may pass (an unasked 101 is refused by h11: a 502).
                         kept = relayed_response_headers(event.headers, _DROP_FROM_UPSTREAM, event.status_code)
-                        await loop.sock_sendall(
-                            client,
-                            conn.send(h11.Response(status_code=event.status_code, headers=kept, reason=event.reason)),
-                        )
-                        record.update(status=event.status_code)
+                        answer = type(event)(status_code=event.status_code, headers=kept, reason=event.reason)
+                        await loop.sock_sendall(client, conn.send(answer))
+                        if isinstance(event, h11.Response):
+                            record.update(status=event.status_code)
                     elif isinstance(event, h11.Data):
                         bytes_down += len(event.data)
                         await loop.sock_sendall(client, conn.send(h11.Data(data=event.data)))

@@ -516,6 +516,12 @@ class Gateway:
                     writer.write(conn.send(h11.Response(status_code=event.status_code, headers=kept)))
                     await writer.drain()
                     record.update(status=event.status_code)
+                elif isinstance(event, h11.InformationalResponse):
+                    # An interim answer (100, 103 Early Hints): passed on as RFC 9110 asks of an intermediary,
+                    # with the headers it may pass (an unasked 101 is refused by h11: a 502).
+                    kept = relayed_response_headers(event.headers, _DROP_FROM_UPSTREAM, event.status_code)
+                    writer.write(conn.send(h11.InformationalResponse(status_code=event.status_code, headers=kept)))
+                    await writer.drain()
                 elif isinstance(event, h11.Data):
                     bytes_down += len(event.data)
                     if keep is not None and len(keep) < _RECORD_MAX:
