@@ -88,6 +88,10 @@ def test_a_session_through_the_api(store: Store, backend: BubblewrapBackend, hos
         assert "edited AGENT_NOTES.md" in "".join(e[1].get("text", "") for e in events)
         other_auth = {"Authorization": f"Bearer {other_token.reveal()}"}
         assert httpx.get(f"{base}/v1/sessions/{sid}", headers=other_auth).status_code == 404
+        running = httpx.post(f"{base}/v1/sessions/{sid}/resume", json={}, headers=auth)
+        assert running.status_code == 409 and running.json()["error"]["code"] == "conflict", running.text
+        assert "running already" in running.text  # what the caller did wrong, not a gateway failure (was 502)
+        assert httpx.post(f"{base}/v1/sessions/{sid}/resume", json={}, headers=other_auth).status_code == 404
         assert httpx.post(f"{base}/v1/sessions/{sid}/end", headers=other_auth).status_code == 404
         shown = httpx.get(f"{base}/v1/sessions/{sid}", headers=auth).json()
         assert shown["turns"] == 1 and shown["retention_rule"] and not shown["interrupted"]

@@ -35,7 +35,7 @@ from ringfence.sessions import builtin_agent
 from ringfence.store import content
 from ringfence.store.credentials import load_credential
 from ringfence.store.db import Store
-from ringfence.store.errors import ContentRefused, NotFound
+from ringfence.store.errors import Conflict, ContentRefused, NotFound
 from ringfence.store.models import Repository as RepositoryRow
 from ringfence.store.models import RepositoryCredential
 from ringfence.store.models import Session as SessionRow
@@ -180,12 +180,12 @@ class SessionManager:
         never pushed): new activity, so consent and retention are decided again."""
         env = environment or Environment()
         self._check(env)
-        if session_id in self.live:
-            raise SessionError(f"session {session_id} is running already")
         with self.store.read() as db:
             row = db.get(SessionRow, session_id)
         if row is None or row.user_id != user_id or row.repository_id is None:
-            raise NotFound(f"no session {session_id!r}")
+            raise NotFound(f"no session {session_id!r}")  # before anything else: others learn nothing of it
+        if session_id in self.live:  # a request that contradicts the session's state, not a failed step
+            raise Conflict(f"session {session_id} is running already: end it before resuming it")
         content.record_activity(self.store, session_id, self.clock(), actor=user_id)  # refused once deleted
         live = await self._launch(session_id, user_id, row.repository_id, env, resume=True, progress=progress)
         with self.store.write() as db:
