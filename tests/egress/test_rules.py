@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -15,7 +17,23 @@ from ringfence.net.hostport import parse_target
              "*.127.0.0.1", "exa mple.com", ""]
 )  # fmt: skip
 def test_invalid_rules_are_refused_at_load(rule: str) -> None:
-    with pytest.raises(RuleError):
+    with pytest.raises(RuleError) as refused:
+        HostRule.parse(rule)
+    if rule:  # named first, and not twice over
+        assert str(refused.value).startswith(f"host rule {rule!r}"), refused.value
+        assert f"{rule!r} {rule!r}" not in str(refused.value), refused.value
+
+
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        ("exa mple.com", "host rule 'exa mple.com' holds a forbidden character (' ')"),
+        ("*.exa mple.com:443", "host rule '*.exa mple.com:443': name 'exa mple.com' holds a forbidden character (' ')"),
+        ("a..b", "host rule 'a..b' has an empty label"),
+    ],
+)
+def test_a_refused_rule_is_named_once_with_the_reason(rule: str, message: str) -> None:
+    with pytest.raises(RuleError, match=re.escape(message)):
         HostRule.parse(rule)
 
 

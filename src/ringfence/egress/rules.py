@@ -53,7 +53,8 @@ class HostRule:
         if "*" in body:
             raise RuleError(f"host rule {raw!r}: '*' is allowed only as a whole leading label ('*.example.com')")
         try:
-            host, literal = parse_host(body, f"host rule {raw!r}")
+            # The parser's messages name what they judged: the rule itself, or its name part when there is more.
+            host, literal = parse_host(body, "host rule" if body == raw else f"host rule {raw!r}: name")
         except HostError as exc:
             raise RuleError(str(exc)) from None
         if wildcard and (literal is not None or "." not in host):
