@@ -68,6 +68,28 @@ def test_openapi_schema_is_served(api: Api) -> None:
         assert path in schema["paths"]
 
 
+def test_every_operation_documents_its_refusals_and_their_body(api: Api) -> None:
+    """Clients generated from the schema know the refusals and their body (`{"error": {"code", "message"}}`),
+    not FastAPI's default validation shape, which this server never sends."""
+    schema = api.call("GET", "/openapi.json").json()
+    assert schema["components"]["schemas"]["ErrorBody"]["required"] == ["error"]
+    operations = [
+        (path, method, operation)
+        for path, methods in schema["paths"].items()
+        if path.startswith("/v1/")
+        for method, operation in methods.items()
+    ]
+    assert len(operations) > 30
+    for path, method, operation in operations:
+        for status in ("401", "403", "404", "409", "422"):
+            documented = operation["responses"].get(status)
+            assert documented is not None, f"{method.upper()} {path} does not document {status}"
+            body = documented["content"]["application/json"]["schema"]
+            assert body == {"$ref": "#/components/schemas/ErrorBody"}, (method, path, status, body)
+        if path.startswith("/v1/sessions"):
+            assert {"502", "503"} <= set(operation["responses"]), (method, path)
+
+
 @pytest.mark.parametrize("header", [None, "Basic abc", "Bearer", "Bearer rf_0000000000000000_" + "A" * 43])
 def test_requests_without_a_valid_token_are_refused(api: Api, header: str | None) -> None:
     answer = httpx.get(api.base + "/v1/me", headers={"Authorization": header} if header else {})
@@ -190,3 +212,37 @@ def test_switches_apply_together_or_not_at_all(api: Api) -> None:
     after = api.call("GET", f"/v1/organizations/{org}", org_admin).json()
     assert (after["dpp"], after["zdr"]) == (False, False)
     assert api.call("GET", f"/v1/organizations/{org}/settings/history", org_admin).json() == []
+
+
+def test_routing_refusals_and_unreadable_bodies_answer_in_the_error_shape(api: Api) -> None:
+    def error(answer: httpx.Response, status: int, code: str) -> str:
+        assert answer.status_code == status, answer.text
+        assert answer.json()["error"]["code"] == code, answer.text
+        return str(answer.json()["error"]["message"])
+
+    assert "/v1/nothing" in error(api.call("GET", "/v1/nothing", api.admin), 404, "not_found")
+    wrong = api.call("PATCH", "/v1/organizations", api.admin)
+    assert "use POST" in error(wrong, 405, "method_not_allowed") and wrong.headers["allow"] == "POST"
+    user_id, token = api.user(plan="pro")
+    both = api.call("PUT", f"/v1/users/{user_id}/repositories", token)
+    assert both.status_code == 405 and both.headers["allow"] == "GET, HEAD, POST"  # every route on the path
+    as_json = {"Content-Type": "application/json", "Authorization": f"Bearer {api.admin}"}
+    not_text = httpx.post(f"{api.base}/v1/organizations", content=b"\x80", headers=as_json)
+    assert "not JSON text in UTF-8" in error(not_text, 422, "invalid")
+    cut = httpx.post(f"{api.base}/v1/organizations", content=b'{"name": "x", "plan": "team"', headers=as_json)
+    assert "body: not valid JSON at character 28" in error(cut, 422, "invalid")
+    page = httpx.get(f"{api.base}/ui/nothing-here")
+    assert page.status_code == 404 and "error" not in page.json()  # not an API path: the framework's own answer
+
+
+@pytest.mark.parametrize("value", [0, 1, "false", "no", "off", None])
+def test_consent_and_settings_switches_take_only_true_or_false(api: Api, value: object) -> None:
+    user_id, token = api.user(plan="pro")
+    before = api.call("GET", f"/v1/users/{user_id}/settings/training", token).json()
+    answer = api.call("PUT", f"/v1/users/{user_id}/settings/training", token, json={"enabled": value})
+    assert answer.status_code == 422 and "enabled" in answer.text, answer.text
+    assert api.call("GET", f"/v1/users/{user_id}/settings/training", token).json() == before  # nothing recorded
+    org_id, _, admin_token = api.org("enterprise")
+    refused = api.call("PUT", f"/v1/organizations/{org_id}/settings", admin_token, json={"zdr": value or 0})
+    assert refused.status_code == 422 and "zdr" in refused.text, refused.text
+    assert api.call("GET", f"/v1/organizations/{org_id}", admin_token).json()["zdr"] is False

@@ -88,6 +88,8 @@ def test_a_session_through_the_api(store: Store, backend: BubblewrapBackend, hos
         assert "edited AGENT_NOTES.md" in "".join(e[1].get("text", "") for e in events)
         other_auth = {"Authorization": f"Bearer {other_token.reveal()}"}
         assert httpx.get(f"{base}/v1/sessions/{sid}", headers=other_auth).status_code == 404
+        extra = httpx.post(f"{base}/v1/sessions/{sid}/prompts", json={"text": "x", "model": "y"}, headers=auth)
+        assert extra.status_code == 422 and "model" in extra.text  # unknown fields are refused, not ignored
         running = httpx.post(f"{base}/v1/sessions/{sid}/resume", json={}, headers=auth)
         assert running.status_code == 409 and running.json()["error"]["code"] == "conflict", running.text
         assert "running already" in running.text  # what the caller did wrong, not a gateway failure (was 502)
@@ -107,8 +109,9 @@ def test_a_session_through_the_api(store: Store, backend: BubblewrapBackend, hos
         assert content.count_content(store, sid) == 3
         rated = httpx.post(f"{base}/v1/sessions/{sid}/rating", json={"value": 3}, headers=auth)
         assert rated.status_code == 204
-        bad_rating = httpx.post(f"{base}/v1/sessions/{sid}/rating", json={"value": 7}, headers=auth)
-        assert bad_rating.status_code == 422
+        for wrong_rating in (7, True, "1", 1.0):  # exactly 1, 2, 3 or "dismiss"
+            bad_rating = httpx.post(f"{base}/v1/sessions/{sid}/rating", json={"value": wrong_rating}, headers=auth)
+            assert bad_rating.status_code == 422, (wrong_rating, bad_rating.text)
         sent = httpx.post(f"{base}/v1/sessions/{sid}/feedback", json={"transcript": "it worked"}, headers=auth)
         assert sent.status_code == 201 and sent.json()["delete_after"].startswith("2031")
         commented = httpx.post(f"{base}/v1/sessions/{sid}/feedback", json={"comment": "good"}, headers=auth)

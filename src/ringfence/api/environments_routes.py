@@ -14,12 +14,12 @@ from fastapi import APIRouter, Request, Response
 from pydantic import Field, field_validator
 
 from ringfence.api.auth import CurrentPrincipal, CurrentStore, Principal
-from ringfence.api.errors import Forbidden
+from ringfence.api.errors import COMMON_REFUSALS, Forbidden, refusals
 from ringfence.sessions.environments import EnvironmentSettings, check_name
 from ringfence.store import environments
 from ringfence.store.models import Environment
 
-router = APIRouter(prefix="/v1", tags=["environments"])
+router = APIRouter(prefix="/v1", tags=["environments"], responses=refusals(*COMMON_REFUSALS))
 
 
 class EnvironmentIn(EnvironmentSettings):

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from ringfence.api.auth import CurrentPrincipal, CurrentStore
-from ringfence.api.errors import Forbidden
+from ringfence.api.errors import COMMON_REFUSALS, Forbidden, refusals
 from ringfence.api.schemas import (
     ApiKeyIn,
     OrganizationIn,
@@ -27,7 +27,7 @@ from ringfence.store import accounts
 from ringfence.store.errors import Invalid, NotFound
 from ringfence.store.models import Organization, User
 
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", responses=refusals(*COMMON_REFUSALS))
 
 
 def _now(request: Request) -> datetime:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from ringfence.policy import format_time
 from ringfence.store.models import ApiKey, Organization, Repository, User
 
 
 class Strict(BaseModel):
+    """Unknown fields are refused; switches (StrictBool) take only true or false, not 0, "no" or "off"."""
+
     model_config = ConfigDict(extra="forbid")
 
 
@@ -20,24 +22,24 @@ class OrganizationIn(Strict):
 
 
 class OrgSettingsIn(Strict):
-    dpp: bool | None = Field(None, description="Development Partner Program (team, enterprise, api only)")
-    zdr: bool | None = Field(None, description="zero data retention (enterprise and api only)")
+    dpp: StrictBool | None = Field(None, description="Development Partner Program (team, enterprise, api only)")
+    zdr: StrictBool | None = Field(None, description="zero data retention (enterprise and api only)")
 
 
 class UserIn(Strict):
     name: str = Field(min_length=1, max_length=200)
     plan: str | None = Field(None, description="a consumer plan (free, pro, max) for a consumer user")
     org_id: str | None = Field(None, description="the organization of a member")
-    org_admin: bool = False
+    org_admin: StrictBool = False
 
 
 class TrainingIn(Strict):
-    enabled: bool
+    enabled: StrictBool
 
 
 class ApiKeyIn(Strict):
     name: str = Field("api key", min_length=1, max_length=200)
-    zdr: bool = Field(False, description="sessions started with this key run under zero data retention")
+    zdr: StrictBool = Field(False, description="sessions started with this key run under zero data retention")
 
 
 class RepositoryIn(Strict):

@@ -14,11 +14,11 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy import select
 
 from ringfence.api.auth import CurrentPrincipal, CurrentStore, Principal
-from ringfence.api.errors import Unavailable, describe
+from ringfence.api.errors import COMMON_REFUSALS, Unavailable, describe, refusals
 from ringfence.audit.table import audit_records
 from ringfence.live import sse, turn_events
 from ringfence.sessions.environments import DEFAULT_NAME, resolve_environment
@@ -30,7 +30,7 @@ from ringfence.store.models import Session
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/v1", tags=["sessions"])
+router = APIRouter(prefix="/v1", tags=["sessions"], responses=refusals(*COMMON_REFUSALS, 502, 503))
 
 
 class SessionIn(BaseModel):
@@ -45,6 +45,7 @@ class ResumeIn(BaseModel):
 
 
 class PromptIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
     text: str = Field(min_length=1, max_length=100_000)
 
 
@@ -278,7 +279,16 @@ class FeedbackIn(BaseModel):
 
 
 class RatingIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)  # 1, 2, 3 or "dismiss": not "1"
     value: Literal[1, 2, 3, "dismiss"]
+
+    @field_validator("value", mode="before")
+    @classmethod
+    def _an_integer_or_dismiss(cls, value: Any) -> Any:
+        # true and 1.0 equal 1 to Python, so the literal check alone would take them.
+        if type(value) is not int and not isinstance(value, str):
+            raise ValueError(f'a rating is 1, 2, 3 or "dismiss", not {type(value).__name__} {value!r}')
+        return value
 
 
 @router.post("/sessions/{session_id}/feedback", status_code=201, summary="Send feedback with the transcript")

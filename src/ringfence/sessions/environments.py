@@ -12,7 +12,7 @@ import re
 import shlex
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
 from ringfence.egress.rules import RuleError, session_policy
 from ringfence.sandbox.spec import RESERVED_ENV, Limits, SandboxError, parse_size
@@ -70,7 +70,7 @@ class EnvironmentSettings(BaseModel):
     setup_allow: list[str] = Field(default_factory=list, max_length=500)
     setup_deny: list[str] = Field(default_factory=list, max_length=500)
     setup_timeout_seconds: float = Field(default=600.0, gt=0, le=3600)
-    telemetry: bool = False
+    telemetry: StrictBool = False  # true or false only (not 0, "no" or "off")
     limits: LimitSettings = Field(default_factory=LimitSettings)
     env: dict[str, str] = Field(default_factory=dict, max_length=50)
 
