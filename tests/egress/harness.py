@@ -179,7 +179,10 @@ class RawUpstream:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
-            threading.Thread(target=self._echo, args=(conn,), daemon=True).start()
+            self._accepted(conn)
+
+    def _accepted(self, conn: socket.socket) -> None:
+        threading.Thread(target=self._echo, args=(conn,), daemon=True).start()
 
     def _echo(self, conn: socket.socket) -> None:
         got = b""
@@ -207,33 +210,22 @@ _HOP_BY_HOP_NAMES = {b"connection", b"keep-alive", b"proxy-connection", b"proxy-
 PLAIN_OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
 
-class RecordingUpstream:
+class RecordingUpstream(RawUpstream):
     """Reads each connection to its end (the proxy closes it after the response) and keeps every byte. Once a
     strict parser has seen the end of the first request, it answers with the next of `answers` (or a plain 200)
     and closes its sending side."""
 
     def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
         self.answers: list[bytes] = []
-        self.received: list[bytes] = []
         self._active = 0
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
+        super().__init__()
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with self._lock:
-                self._active += 1
-                answer = self.answers.pop(0) if self.answers else PLAIN_OK
-            threading.Thread(target=self._record, args=(conn, answer), daemon=True).start()
+    def _accepted(self, conn: socket.socket) -> None:
+        with self._lock:
+            self._active += 1
+            answer = self.answers.pop(0) if self.answers else PLAIN_OK
+        threading.Thread(target=self._record, args=(conn, answer), daemon=True).start()
 
     def _record(self, conn: socket.socket, answer: bytes) -> None:
         got, parser, answered = b"", h11.Connection(h11.SERVER), False
@@ -258,6 +250,12 @@ class RecordingUpstream:
                 self.received.append(got)
                 self._active -= 1
 
+    def carried(self, exchange: Callable[[], bytes]) -> tuple[bytes, list[bytes]]:
+        """What `exchange` answered, and every connection it made here (each once it has ended)."""
+        before = len(self.settled())
+        answer = exchange()
+        return answer, self.settled()[before:]
+
     def settled(self, timeout: float = 5.0) -> list[bytes]:
         """Every connection the proxy made so far, once each has ended."""
         deadline = time.monotonic() + timeout
@@ -268,12 +266,6 @@ class RecordingUpstream:
                     return list(self.received)
             time.sleep(0.005)
         raise AssertionError("an upstream connection did not end")
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):  # wakes the accept before the descriptor is freed (see RawUpstream)
-            self.sock.shutdown(socket.SHUT_RDWR)
-        self._thread.join(5)
-        self.sock.close()
 
 
 def one_request(raw: bytes, host: bytes) -> tuple[h11.Request, bytes]:
@@ -297,6 +289,24 @@ def one_request(raw: bytes, host: bytes) -> tuple[h11.Request, bytes]:
     assert [value for name, value in request.headers if name == b"host"] == [host]
     assert request.target.startswith(b"/"), request.target
     return request, body
+
+
+def framed_request(
+    start: bytes,
+    payload: bytes,
+    *,
+    use_chunks: bool,
+    cuts: list[int],
+    extension: bytes = b"",
+    headers: Sequence[bytes] = (),
+    mutation: bytes | None = None,
+    host: bytes = b"x",
+) -> bytes:
+    """A request with `payload` framed by its length or in chunks, plus `headers` and an optional last header line
+    (`mutation`) that may contradict the framing."""
+    framing = b"Transfer-Encoding: chunked" if use_chunks else b"Content-Length: %d" % len(payload)
+    lines = [start, b"Host: " + host, framing, *headers, *([mutation] if mutation is not None else [])]
+    return b"\r\n".join(lines) + b"\r\n\r\n" + (chunked(payload, cuts, extension) if use_chunks else payload)
 
 
 def chunked(payload: bytes, cuts: list[int], extension: bytes) -> bytes:

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from ringfence.egress.proxy import DENY_HEADER, ProxyLimits
 from ringfence.egress.rules import EgressPolicy
 from ringfence.net.resolve import StaticResolver
-from tests.egress.harness import PLAIN_OK, ProxyHarness, RecordingUpstream, chunked, one_request
+from tests.egress.harness import PLAIN_OK, ProxyHarness, RecordingUpstream, framed_request, one_request
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +40,12 @@ def proxy() -> Iterator[ProxyHarness]:
     harness.close()
 
 
+# A body and how it is framed: by its length, or in chunks cut at these offsets.
+FRAMED_BODY = {
+    "payload": st.binary(max_size=200),
+    "use_chunks": st.booleans(),
+    "cuts": st.lists(st.integers(0, 400), max_size=5),
+}
 HOP_NOISE = st.lists(
     st.sampled_from(
         [
@@ -93,9 +99,7 @@ HIDDEN_AFTER_BODY = st.sampled_from(
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
-    payload=st.binary(max_size=200),
-    use_chunks=st.booleans(),
-    cuts=st.lists(st.integers(0, 400), max_size=5),
+    **FRAMED_BODY,
     extension=st.sampled_from([b"", b";ext=1", b";a=b;c"]),
     noise=HOP_NOISE,
     mutation=FRAMING_MUTATIONS,
@@ -115,15 +119,13 @@ def test_each_upstream_connection_carries_exactly_one_reserialized_request(
     host: bytes,
 ) -> None:
     port = upstream.port
-    before = len(upstream.settled())
-    framing = b"Transfer-Encoding: chunked" if use_chunks else b"Content-Length: %d" % len(payload)
-    body = chunked(payload, cuts, extension) if use_chunks else payload
-    lines = [b"POST http://ok.example:%d/up HTTP/1.1" % port, b"Host: " + host, framing, *noise]
-    if mutation is not None:
-        lines.append(mutation)
-    raw = b"\r\n".join(lines) + b"\r\n\r\n" + body + hidden.replace(b"{port}", str(port).encode())
-    answer = proxy.exchange(raw, timeout=10)
-    carried = upstream.settled()[before:]
+    start = b"POST http://ok.example:%d/up HTTP/1.1" % port
+    raw = framed_request(
+        start, payload, use_chunks=use_chunks, cuts=cuts, extension=extension, headers=noise, mutation=mutation,
+        host=host,
+    )  # fmt: skip
+    raw += hidden.replace(b"{port}", b"%d" % port)
+    answer, carried = upstream.carried(lambda: proxy.exchange(raw, timeout=10))
     requests = [one_request(sent, b"ok.example:%d" % port) for sent in carried]
     event(f"{len(carried)} upstream connection(s); answered {answer[9:12].decode('latin-1') or 'nothing'}")
     # At most the request and, when its end was unambiguous, the one that followed it (checked afresh).

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from tests.egress.harness import RecordingUpstream, chunked, one_request, read_all, with_shutdown
-from tests.egress.test_smuggling import FRAMING_MUTATIONS, HOP_NOISE, UPSTREAM_ANSWERS, read_responses
+from tests.egress.harness import RecordingUpstream, framed_request, one_request, read_all, with_shutdown
+from tests.egress.test_smuggling import FRAMED_BODY, FRAMING_MUTATIONS, HOP_NOISE, UPSTREAM_ANSWERS, read_responses
 from tests.gateway.test_git_gateway import TOKEN, GatewayHarness
 
 KEY = "sk-ant-PROPERTY-0123456789"
@@ -46,6 +46,7 @@ _HIDDEN = st.sampled_from(
 
 @pytest.fixture(scope="module")
 def provider() -> Iterator[RecordingUpstream]:
+    """The model provider and the git host at once: it only records what reaches it."""
     server = RecordingUpstream()
     yield server
     server.close()
@@ -53,16 +54,15 @@ def provider() -> Iterator[RecordingUpstream]:
 
 @pytest.fixture(scope="module")
 def gateway(provider: RecordingUpstream) -> Iterator[GatewayHarness]:
-    harness = GatewayHarness("http://127.0.0.1:9", models={"anthropic": (f"http://127.0.0.1:{provider.port}", KEY)})
+    url = f"http://127.0.0.1:{provider.port}"
+    harness = GatewayHarness(url, models={"anthropic": (url, KEY)})
     yield harness
     harness.close()
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
-    payload=st.binary(max_size=200),
-    use_chunks=st.booleans(),
-    cuts=st.lists(st.integers(0, 400), max_size=5),
+    **FRAMED_BODY,
     noise=HOP_NOISE,
     credentials=_CREDENTIAL_NOISE,
     mutation=FRAMING_MUTATIONS,
@@ -79,14 +79,11 @@ def test_each_provider_request_carries_exactly_the_gateways_key_once(
     mutation: bytes | None,
     hidden: bytes,
 ) -> None:
-    before = len(provider.settled())
-    framing = b"Transfer-Encoding: chunked" if use_chunks else b"Content-Length: %d" % len(payload)
-    body = chunked(payload, cuts, b";x=1") if use_chunks else payload
-    lines = [b"POST " + ROUTE + b" HTTP/1.1", b"Host: x", framing, *credentials, *noise]
-    if mutation is not None:
-        lines.append(mutation)
-    answer = gateway_exchange(gateway, b"\r\n".join(lines) + b"\r\n\r\n" + body + hidden)
-    carried = provider.settled()[before:]
+    raw = framed_request(
+        b"POST " + ROUTE + b" HTTP/1.1", payload, use_chunks=use_chunks, cuts=cuts, extension=b";x=1",
+        headers=[*credentials, *noise], mutation=mutation,
+    )  # fmt: skip
+    answer, carried = provider.carried(lambda: gateway_exchange(gateway, raw + hidden))
     event(f"{len(carried)} provider connection(s); answered {answer[9:12].decode('latin-1') or 'nothing'}")
     assert len(carried) <= 2
     for number, sent in enumerate(carried):
@@ -127,32 +124,16 @@ _GIT_CREDENTIAL_NOISE = st.lists(
 )
 
 
-@pytest.fixture(scope="module")
-def git_host() -> Iterator[RecordingUpstream]:
-    server = RecordingUpstream()
-    yield server
-    server.close()
-
-
-@pytest.fixture(scope="module")
-def git_gateway(git_host: RecordingUpstream) -> Iterator[GatewayHarness]:
-    harness = GatewayHarness(f"http://127.0.0.1:{git_host.port}")
-    yield harness
-    harness.close()
-
-
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
-    payload=st.binary(max_size=200),
-    use_chunks=st.booleans(),
-    cuts=st.lists(st.integers(0, 400), max_size=5),
+    **FRAMED_BODY,
     noise=HOP_NOISE,
     credentials=_GIT_CREDENTIAL_NOISE,
     mutation=FRAMING_MUTATIONS,
 )
 def test_each_git_host_request_carries_exactly_the_gateways_credential_once(
-    git_gateway: GatewayHarness,
-    git_host: RecordingUpstream,
+    gateway: GatewayHarness,
+    provider: RecordingUpstream,
     payload: bytes,
     use_chunks: bool,
     cuts: list[int],
@@ -160,19 +141,16 @@ def test_each_git_host_request_carries_exactly_the_gateways_credential_once(
     credentials: list[bytes],
     mutation: bytes | None,
 ) -> None:
-    before = len(git_host.settled())
-    framing = b"Transfer-Encoding: chunked" if use_chunks else b"Content-Length: %d" % len(payload)
-    body = chunked(payload, cuts, b"") if use_chunks else payload
-    lines = [b"POST " + GIT_ROUTE + b" HTTP/1.1", b"Host: x", framing, *credentials, *noise]
-    if mutation is not None:
-        lines.append(mutation)
-    answer = gateway_exchange(git_gateway, b"\r\n".join(lines) + b"\r\n\r\n" + body)
-    carried = git_host.settled()[before:]
+    raw = framed_request(
+        b"POST " + GIT_ROUTE + b" HTTP/1.1", payload, use_chunks=use_chunks, cuts=cuts,
+        headers=[*credentials, *noise], mutation=mutation,
+    )  # fmt: skip
+    answer, carried = provider.carried(lambda: gateway_exchange(gateway, raw))
     event(f"{len(carried)} git host connection(s); answered {answer[9:12].decode('latin-1') or 'nothing'}")
     assert len(carried) <= 1
     expected = b"Basic " + base64.b64encode(f"x-access-token:{TOKEN}".encode())
     for sent in carried:
-        request, forwarded = one_request(sent, b"127.0.0.1:%d" % git_host.port)
+        request, forwarded = one_request(sent, b"127.0.0.1:%d" % provider.port)
         assert request.target.endswith(b"/acme/widgets.git/git-upload-pack"), request.target
         values = [value for name, value in request.headers if name == b"authorization"]
         assert values == [expected]  # the gateway's, once; never the sandbox's
