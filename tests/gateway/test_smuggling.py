@@ -6,16 +6,15 @@ the body the client's framing said; the credential never comes back to the clien
 from __future__ import annotations
 
 import base64
-import socket
 from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from tests.egress.harness import RecordingUpstream, framed_request, one_request, read_all, with_shutdown
+from tests.egress.harness import RecordingUpstream, framed_request, one_request
 from tests.egress.test_smuggling import FRAMED_BODY, FRAMING_MUTATIONS, HOP_NOISE, UPSTREAM_ANSWERS, read_responses
-from tests.gateway.test_git_gateway import TOKEN, GatewayHarness
+from tests.gateway.test_git_gateway import TOKEN, GatewayHarness, raw
 
 KEY = "sk-ant-PROPERTY-0123456789"
 ROUTE = b"/model/anthropic/v1/messages"
@@ -79,11 +78,11 @@ def test_each_provider_request_carries_exactly_the_gateways_key_once(
     mutation: bytes | None,
     hidden: bytes,
 ) -> None:
-    raw = framed_request(
+    message = framed_request(
         b"POST " + ROUTE + b" HTTP/1.1", payload, use_chunks=use_chunks, cuts=cuts, extension=b";x=1",
         headers=[*credentials, *noise], mutation=mutation,
     )  # fmt: skip
-    answer, carried = provider.carried(lambda: gateway_exchange(gateway, raw + hidden))
+    answer, carried = provider.carried(lambda: raw(gateway, message + hidden))
     event(f"{len(carried)} provider connection(s); answered {answer[9:12].decode('latin-1') or 'nothing'}")
     assert len(carried) <= 2
     for number, sent in enumerate(carried):
@@ -97,14 +96,6 @@ def test_each_provider_request_carries_exactly_the_gateways_key_once(
     if mutation is None:
         assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
     assert KEY.encode() not in answer
-
-
-def gateway_exchange(gateway: GatewayHarness, raw: bytes) -> bytes:
-    """Send `raw`, half-close, read everything until the gateway closes."""
-    with socket.create_connection(("127.0.0.1", gateway.port), 10) as sock:
-        sock.sendall(raw)
-        with_shutdown(sock)
-        return read_all(sock)
 
 
 GIT_ROUTE = b"/git/acme/widgets.git/git-upload-pack"
@@ -141,11 +132,11 @@ def test_each_git_host_request_carries_exactly_the_gateways_credential_once(
     credentials: list[bytes],
     mutation: bytes | None,
 ) -> None:
-    raw = framed_request(
+    message = framed_request(
         b"POST " + GIT_ROUTE + b" HTTP/1.1", payload, use_chunks=use_chunks, cuts=cuts,
         headers=[*credentials, *noise], mutation=mutation,
     )  # fmt: skip
-    answer, carried = provider.carried(lambda: gateway_exchange(gateway, raw))
+    answer, carried = provider.carried(lambda: raw(gateway, message))
     event(f"{len(carried)} git host connection(s); answered {answer[9:12].decode('latin-1') or 'nothing'}")
     assert len(carried) <= 1
     expected = b"Basic " + base64.b64encode(f"x-access-token:{TOKEN}".encode())
@@ -168,7 +159,7 @@ def test_a_keep_alive_client_of_the_model_route_gets_exactly_one_response_per_re
     provider.settled()
     provider.answers = [first]  # the first request's provider answers oddly; the second's with a plain 200
     request = b"POST " + ROUTE + b" HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}"
-    answer = gateway_exchange(gateway, request + request)
+    answer = raw(gateway, request + request)
     provider.settled()
     assert b"forged" not in answer and KEY.encode() not in answer
     read, complete = read_responses(answer)

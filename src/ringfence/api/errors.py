@@ -96,6 +96,9 @@ def _problem(error: Any) -> str:
     return f"{'.'.join(str(p) for p in error['loc'] if p != 'body') or 'body'}: {error['msg']}"
 
 
+_SEGMENTS = re.compile(r"(\{[^}]+\})")  # a path template's parameters, e.g. {user_id}
+
+
 def _allowed_methods(app: FastAPI, path: str) -> set[str]:
     """Every method some route serves on `path`. Starlette's own Allow names only the first route whose path
     matched, and a path here often has one route per method; the schema lists them all."""
@@ -105,9 +108,6 @@ def _allowed_methods(app: FastAPI, path: str) -> set[str]:
         if re.fullmatch(pattern, path):
             allowed |= {method.upper() for method in operations}
     return allowed | ({"HEAD"} if "GET" in allowed else set())
-
-
-_SEGMENTS = re.compile(r"(\{[^}]+\})")
 
 
 async def _routing_refusal(request: Request, exc: Exception) -> Response:

@@ -509,19 +509,16 @@ class Gateway:
                 if event is h11.NEED_DATA:
                     up.receive_data(await asyncio.wait_for(up_reader.read(_CHUNK), self.limits.idle_timeout))
                     continue
-                if isinstance(event, h11.Response):
+                if isinstance(event, (h11.InformationalResponse, h11.Response)):
                     if event.status_code in (401, 407):
                         raise _Refused(502, f"the {who} refused the gateway's credential", "upstream:auth")
+                    # Interim answers (100, 103 Early Hints) are passed on as RFC 9110 asks of an intermediary;
+                    # both kinds with the headers it may pass (an unasked 101 is refused by h11: a 502).
                     kept = relayed_response_headers(event.headers, _DROP_FROM_UPSTREAM, event.status_code)
-                    writer.write(conn.send(h11.Response(status_code=event.status_code, headers=kept)))
+                    writer.write(conn.send(type(event)(status_code=event.status_code, headers=kept)))
                     await writer.drain()
-                    record.update(status=event.status_code)
-                elif isinstance(event, h11.InformationalResponse):
-                    # An interim answer (100, 103 Early Hints): passed on as RFC 9110 asks of an intermediary,
-                    # with the headers it may pass (an unasked 101 is refused by h11: a 502).
-                    kept = relayed_response_headers(event.headers, _DROP_FROM_UPSTREAM, event.status_code)
-                    writer.write(conn.send(h11.InformationalResponse(status_code=event.status_code, headers=kept)))
-                    await writer.drain()
+                    if isinstance(event, h11.Response):
+                        record.update(status=event.status_code)
                 elif isinstance(event, h11.Data):
                     bytes_down += len(event.data)
                     if keep is not None and len(keep) < _RECORD_MAX:
