@@ -79,6 +79,9 @@ def test_a_session_through_the_api(store: Store, backend: BubblewrapBackend, hos
         sid = started.json()["id"]
         assert started.json()["running"] and started.json()["branch"] == f"ringfence/{sid}"
         assert started.json()["environment_id"] == made.json()["id"]
+        # Times in the API's one form (as for users, keys and organizations): UTC with a trailing Z.
+        times = [started.json()[k] for k in ("created_at", "last_activity_at")] + [made.json()["updated_at"]]
+        assert all(t.endswith("Z") and "+" not in t for t in times), times
         with httpx.stream(
             "POST", f"{base}/v1/sessions/{sid}/prompts", json={"text": "from the api"}, headers=auth, timeout=60
         ) as stream:

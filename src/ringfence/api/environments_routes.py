@@ -15,6 +15,7 @@ from pydantic import Field, field_validator
 
 from ringfence.api.auth import CurrentPrincipal, CurrentStore, Principal
 from ringfence.api.errors import COMMON_REFUSALS, Forbidden, refusals
+from ringfence.policy import format_time
 from ringfence.sessions.environments import EnvironmentSettings, check_name
 from ringfence.store import environments
 from ringfence.store.models import Environment
@@ -45,8 +46,8 @@ def env_out(row: Environment) -> dict[str, Any]:
         "name": row.name,
         "account_id": row.account_id,
         "settings": row.settings,
-        "created_at": row.created_at.isoformat(),
-        "updated_at": row.updated_at.isoformat(),
+        "created_at": format_time(row.created_at),
+        "updated_at": format_time(row.updated_at),
     }
 
 

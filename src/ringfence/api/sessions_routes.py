@@ -21,6 +21,7 @@ from ringfence.api.auth import CurrentPrincipal, CurrentStore, Principal
 from ringfence.api.errors import COMMON_REFUSALS, Unavailable, describe, refusals
 from ringfence.audit.table import audit_records
 from ringfence.live import sse, turn_events
+from ringfence.policy import format_time
 from ringfence.sessions.environments import DEFAULT_NAME, resolve_environment
 from ringfence.sessions.manager import LiveSession, Progress, SessionManager
 from ringfence.store import content
@@ -76,10 +77,10 @@ def _out(row: Session, manager: SessionManager | None) -> dict[str, Any]:
         "repository_id": row.repository_id,
         "branch": f"ringfence/{row.id}",
         "zdr": row.zdr,
-        "created_at": row.created_at.isoformat(),
-        "last_activity_at": row.last_activity_at.isoformat(),
+        "created_at": format_time(row.created_at),
+        "last_activity_at": format_time(row.last_activity_at),
         "retention_rule": row.retention_rule,
-        "delete_after": row.delete_after.isoformat() if row.delete_after else None,
+        "delete_after": format_time(row.delete_after) if row.delete_after else None,
         "turns": live.turn if live is not None else None,
     }
 
@@ -201,7 +202,7 @@ def session_content(session_id: str, who: CurrentPrincipal, store: CurrentStore)
     if row.state != "active":
         raise NotFound(f"session {session_id} is {row.state}: its content is gone")
     return [
-        {"kind": item.kind, "turn": item.turn, "text": item.text, "created_at": item.created_at.isoformat()}
+        {"kind": item.kind, "turn": item.turn, "text": item.text, "created_at": format_time(item.created_at)}
         for item in content.read_content(store, session_id)
     ]
 
@@ -303,7 +304,7 @@ def feedback(
     else:
         assert body.transcript is not None
         made = content.add_feedback(store, session_id, body.transcript, at, actor=who.id)
-    return {"id": made.id, "delete_after": made.delete_after.isoformat()}
+    return {"id": made.id, "delete_after": format_time(made.delete_after)}
 
 
 @router.post("/sessions/{session_id}/rating", status_code=204, summary="Rate a session: 1, 2, 3 or dismiss")
