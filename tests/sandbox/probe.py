@@ -70,6 +70,18 @@ def attempt(kind, *args):
         if kind == "unix":
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM):
                 return "created"
+        if kind == "proc_scan":  # every process visible: its whole environment and command line
+            seen = {}
+            for pid in sorted(p for p in os.listdir("/proc") if p.isdigit()):
+                for part in ("environ", "cmdline"):
+                    try:
+                        with open(f"/proc/{pid}/{part}", "rb") as handle:
+                            seen[f"{pid}/{part}"] = handle.read().decode(errors="replace")
+                    except OSError as exc:
+                        seen[f"{pid}/{part}"] = f"refused: {type(exc).__name__}"
+            with open("/proc/self/mountinfo") as handle:
+                seen["self/mountinfo"] = handle.read()
+            return seen
         if kind == "status":
             with open("/proc/self/status") as handle:
                 return {k: v.strip() for k, v in (line.split(":", 1) for line in handle) if k in args}

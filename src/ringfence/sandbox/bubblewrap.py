@@ -22,7 +22,7 @@ from pathlib import Path
 from ringfence.sandbox import diskimage, seccomp_filter, workspace
 from ringfence.sandbox.bridge import Bridge
 from ringfence.sandbox.cgroups import SandboxCgroup, detect
-from ringfence.sandbox.mounts import MountPlan, bwrap_argv
+from ringfence.sandbox.mounts import MountPlan, options_file
 from ringfence.sandbox.procs import kill_listed, kill_uid
 from ringfence.sandbox.spec import Completed, Exit, Output, SandboxError, SandboxSpec
 from ringfence.store.ids import new_id
@@ -72,6 +72,18 @@ async def _child_pid(info_fd: int) -> int | None:
         data += chunk
         with contextlib.suppress(ValueError):
             return int(json.loads(data)["child-pid"])
+
+
+def _sealed_file(data: bytes) -> int:
+    """An anonymous in-memory file holding `data`, read from its start by whoever inherits the descriptor."""
+    fd = os.memfd_create("bwrap-args", os.MFD_CLOEXEC)
+    try:
+        os.write(fd, data)
+        os.lseek(fd, 0, os.SEEK_SET)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 class BubblewrapSandbox:
@@ -126,18 +138,27 @@ class BubblewrapSandbox:
             info_fd=info_write,
             block_fd=block_read,
         )
+        options_fd = _sealed_file(options_file(plan))
         try:
+            # bwrap becomes the sandbox's pid 1 (its init is a fork of it): it gets no environment of ours at all,
+            # and its options come through a file, so /proc/1/environ and /proc/1/cmdline inside show nothing of
+            # the host (B7). Only the payload's own command line remains, after `--`.
             proc = await asyncio.create_subprocess_exec(
                 *self._backend.as_sandbox_user(self._uid),
-                *bwrap_argv(self._backend.bwrap, plan, argv),
+                self._backend.bwrap,
+                "--args",
+                str(options_fd),
+                "--",
+                *argv,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 close_fds=True,
-                pass_fds=(filter_fd, info_write, block_read),
+                pass_fds=(filter_fd, info_write, block_read, options_fd),
+                env={},
             )
         finally:
-            for fd in (filter_fd, info_write, block_read):
+            for fd in (filter_fd, info_write, block_read, options_fd):
                 os.close(fd)
         self._procs.add(proc)
         bridge: Bridge | None = None

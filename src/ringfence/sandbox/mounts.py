@@ -62,8 +62,19 @@ def system_mounts(root: Path) -> tuple[str, ...]:
 
 def bwrap_argv(bwrap: str, plan: MountPlan, argv: Sequence[str]) -> list[str]:
     """The full argument list (never a shell string)."""
+    return [bwrap, *bwrap_options(plan), "--", *argv]
+
+
+def options_file(plan: MountPlan) -> bytes:
+    """The options as bwrap's `--args FD` reads them (NUL-terminated). Given this way, they never appear in the
+    command line of bwrap's processes, which the sandbox can read in /proc/1/cmdline: host paths (the workspace's,
+    the root filesystem's) and the environment's values stay outside."""
+    return b"".join(option.encode() + b"\0" for option in bwrap_options(plan))
+
+
+def bwrap_options(plan: MountPlan) -> list[str]:
+    """Every option of one bwrap invocation, in order."""
     args = [
-        bwrap,
         "--unshare-all",
         "--unshare-user",
         "--uid",
@@ -97,4 +108,4 @@ def bwrap_argv(bwrap: str, plan: MountPlan, argv: Sequence[str]) -> list[str]:
         args += ["--seccomp", str(plan.seccomp_fd)]
     if plan.info_fd is not None and plan.block_fd is not None:
         args += ["--info-fd", str(plan.info_fd), "--block-fd", str(plan.block_fd)]
-    return [*args, "--", *argv]
+    return args
