@@ -21,7 +21,7 @@ from ringfence.githost import GitHost, git, make_repository
 from ringfence.net.addresses import AddressPolicy
 from ringfence.net.resolve import CachingResolver, StaticResolver
 from ringfence.sandbox import BubblewrapBackend, Exit
-from ringfence.sessions.manager import Environment, RepositoryHost, SessionManager
+from ringfence.sessions.manager import Caller, Environment, RepositoryHost, SessionManager
 from ringfence.store import accounts
 from ringfence.store.crypto import Secret
 
@@ -44,6 +44,7 @@ async def _run(store, base: Path, rounds: int) -> list[Figure]:  # type: ignore[
     now = datetime.now(UTC)
     user = accounts.create_user(store, "bench", now, actor="bench", plan="pro")
     repo = accounts.connect_repository(store, user.id, f"{host.url}/demo/example.git", now, actor="bench")
+    key, _ = accounts.create_api_key(store, user.id, "bench", now, actor="bench")
     manager = SessionManager(
         store,
         BubblewrapBackend(base / "sandboxes"),
@@ -70,7 +71,7 @@ async def _run(store, base: Path, rounds: int) -> list[Figure]:  # type: ignore[
                 marks.setdefault(step, time.perf_counter())
 
             t0 = time.perf_counter()
-            live = await manager.start(user.id, repo.id, env, progress=mark)
+            live = await manager.start(Caller(user.id, key.id), repo.id, env, progress=mark)
             t1 = time.perf_counter()
             ready.append(t1 - t0)
             async for event in manager.prompt(live.id, f"round {i}"):

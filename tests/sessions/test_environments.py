@@ -33,7 +33,7 @@ from tests.egress.harness import http_upstream
 from tests.gateway.git_host import GitHost
 from tests.sandbox.conftest import backend, sandbox_root  # noqa: F401 (fixtures)
 from tests.servers import serving
-from tests.sessions.test_manager import NOW, TOKEN, host  # noqa: F401 (fixture)
+from tests.sessions.test_manager import NOW, TOKEN, caller, host  # noqa: F401 (fixture)
 
 
 @pytest.mark.parametrize(
@@ -181,7 +181,7 @@ def test_a_setup_script_runs_under_its_own_network_policy_then_the_agents_applie
     async def go() -> tuple[str, str, bytes]:
         manager = await _manager(store, backend, host, tmp_path, records)
         try:
-            live = await manager.start(user.id, repo.id, env, progress=lambda s, d: steps.append((s, d)))
+            live = await manager.start(caller(store, user.id), repo.id, env, progress=lambda s, d: steps.append((s, d)))
             output = bytearray()
             async for event in manager.prompt(live.id, "look around"):
                 if isinstance(event, Output):
@@ -225,7 +225,7 @@ def test_a_failing_setup_script_fails_the_start_with_its_reason_and_leaves_nothi
         manager = await _manager(store, backend, host, tmp_path, [])
         try:
             with pytest.raises(SessionError) as caught:
-                await manager.start(user.id, repo.id, env)
+                await manager.start(caller(store, user.id), repo.id, env)
             return str(caught.value)
         finally:
             await manager.shutdown()

@@ -18,7 +18,7 @@ from ringfence.gateway.git_proxy import Gateway
 from ringfence.net.addresses import AddressPolicy
 from ringfence.net.resolve import CachingResolver, StaticResolver
 from ringfence.sandbox import BubblewrapBackend, Output
-from ringfence.sessions.manager import Environment, RepositoryHost, SessionManager
+from ringfence.sessions.manager import Caller, Environment, RepositoryHost, SessionManager
 from ringfence.store import accounts, content
 from ringfence.store.crypto import Secret
 from ringfence.store.db import Store
@@ -54,8 +54,14 @@ async def manager_for(store: Store, backend: BubblewrapBackend, host: GitHost, t
     )
 
 
+def caller(store: Store, user_id: str) -> Caller:
+    """The user starting a session through a key of their own (a plain key: ZDR only if the org has it)."""
+    key, _ = accounts.create_api_key(store, user_id, "session", NOW, actor="t")
+    return Caller(user_id, key.id)
+
+
 async def one_turn(manager: SessionManager, user_id: str, repo_id: str, env: Environment) -> tuple[str, str, str]:
-    live = await manager.start(user_id, repo_id, env)
+    live = await manager.start(caller(manager.store, user_id), repo_id, env)
     out = bytearray()
     async for event in manager.prompt(live.id, "write the notes"):
         if isinstance(event, Output):
@@ -140,7 +146,7 @@ def test_delete_tears_down_and_makes_content_unreadable(
     async def go() -> str:
         manager = await manager_for(store, backend, host, tmp_path)
         try:
-            live = await manager.start(user.id, repo.id, Environment(network="none"))
+            live = await manager.start(caller(store, user.id), repo.id, Environment(network="none"))
             async for _ in manager.prompt(live.id, "something private"):
                 pass
             await manager.delete(live.id, actor=user.id)

@@ -112,13 +112,19 @@ def test_an_org_admin_page(store: Store) -> None:
         assert "audit chain intact" in verified.text and "last verified checkpoint" in verified.text
         added = client.post("/ui/org/members", data={"name": "zoe", "csrf": csrf}, follow_redirects=True)
         assert "member zoe added" in added.text
-        made = client.post(f"/ui/org/members/{member.id}/tokens", data={"name": "laptop2", "csrf": csrf})
+        # T2: an admin never holds a member's credential (it would read the member's content)
+        before = {k.id for k in accounts.list_api_keys(store, member.id)}
+        refused = client.post(f"/ui/org/members/{member.id}/tokens", data={"name": "laptop2", "csrf": csrf},
+                              follow_redirects=True)  # fmt: skip
+        assert "never holds a member" in refused.text and "rf_" not in refused.text.split("never holds")[0][-200:]
+        assert {k.id for k in accounts.list_api_keys(store, member.id)} == before
+        made = client.post(f"/ui/org/members/{admin.id}/tokens", data={"name": "laptop2", "csrf": csrf})
         assert made.status_code == 200 and made.headers["cache-control"] == "no-store"
         shown = re.search(r'id="new-token">(rf_[^<]+)<', made.text)
-        assert shown and accounts.authenticate(store, shown[1])[0].id == member.id  # it works, as that member
-        key_id = re.search(r"(key_[0-9a-f]+)", made.text)[1]
-        client.post(f"/ui/org/members/{member.id}/tokens/{key_id}/revoke", data={"csrf": csrf})
-        assert accounts.authenticate(store, shown[1]) is None
+        assert shown and accounts.authenticate(store, shown[1])[0].id == admin.id  # their own, and it works
+        [member_key] = accounts.list_api_keys(store, member.id)
+        client.post(f"/ui/org/members/{member.id}/tokens/{member_key.id}/revoke", data={"csrf": csrf})
+        assert accounts.list_api_keys(store, member.id)[0].revoked_at is not None  # offboarding: allowed
         outsider = accounts.create_user(store, "x", T0, actor="t", plan="pro")
         foreign = client.post(f"/ui/org/members/{outsider.id}/tokens", data={"name": "n", "csrf": csrf},
                               follow_redirects=True)  # fmt: skip

@@ -1,7 +1,7 @@
-"""Bearer-token authentication and the few authorization rules of the API.
+"""Bearer-token authentication, and the caller as the API's routes see it.
 
-A user acts on their own settings, keys and repositories; an organization admin on their own organization; a
-server admin creates organizations and users and verifies the audit log. Nobody else's settings, ever.
+The rules of who may do what are ringfence.access's (shared with the console); `Principal` only applies them to
+the authenticated user.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from ringfence.api.errors import Forbidden, Unauthorized
+from ringfence import access
+from ringfence.api.errors import Unauthorized
 from ringfence.store import accounts
 from ringfence.store.db import Store
 from ringfence.store.models import ApiKey, User
@@ -27,19 +28,16 @@ class Principal:
         return self.user.id
 
     def require_self(self, user_id: str) -> None:
-        if self.user.id != user_id:
-            raise Forbidden("you may act only on your own account")
+        access.check_self(self.user, user_id)
 
     def require_server_admin(self) -> None:
-        if not self.user.server_admin:
-            raise Forbidden("this needs a server admin")
+        access.check_server_admin(self.user)
 
     def require_org_admin(self, org_id: str) -> None:
-        if not (self.user.org_admin and self.user.org_id == org_id):
-            raise Forbidden(f"this needs an admin of organization {org_id}")
+        access.check_org_admin(self.user, org_id)
 
     def may_see_org(self, org_id: str) -> bool:
-        return self.user.server_admin or self.user.org_id == org_id
+        return access.sees_org(self.user, org_id)
 
 
 def store_of(request: Request) -> Store:

@@ -13,8 +13,9 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from pydantic import Field, field_validator
 
+from ringfence import access
 from ringfence.api.auth import CurrentPrincipal, CurrentStore, Principal
-from ringfence.api.errors import COMMON_REFUSALS, Forbidden, refusals
+from ringfence.api.errors import COMMON_REFUSALS, refusals
 from ringfence.policy import format_time
 from ringfence.sessions.environments import EnvironmentSettings, check_name
 from ringfence.store import environments
@@ -34,10 +35,7 @@ class EnvironmentIn(EnvironmentSettings):
 
 def require_manager(who: Principal) -> str:
     """The account the caller manages (their own), or Forbidden."""
-    user = who.user
-    if user.org_id is not None and not user.org_admin:
-        raise Forbidden(f"only an admin of organization {user.org_id} manages its environments")
-    return user.account_id
+    return access.managed_account(who.user)
 
 
 def env_out(row: Environment) -> dict[str, Any]:

@@ -12,15 +12,12 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
+from ringfence.access import Forbidden
 from ringfence.egress.rules import RuleError
 from ringfence.policy import PolicyError
 from ringfence.sessions.manager import SessionError
 from ringfence.store.crypto import CryptoError
 from ringfence.store.errors import Conflict, ContentRefused, Invalid, NotFound, StoreError
-
-
-class Forbidden(StoreError):
-    """The caller is authenticated but may not do this."""
 
 
 class Unauthorized(StoreError):

@@ -8,8 +8,9 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from ringfence import access
 from ringfence.api.auth import CurrentPrincipal, CurrentStore
-from ringfence.api.errors import COMMON_REFUSALS, Forbidden, refusals
+from ringfence.api.errors import COMMON_REFUSALS, refusals
 from ringfence.api.schemas import (
     ApiKeyIn,
     OrganizationIn,
@@ -80,10 +81,7 @@ def org_settings_history(org_id: str, who: CurrentPrincipal, store: CurrentStore
 
 @router.post("/users", status_code=201, tags=["users"], summary="Create a user (server admin, or org admin)")
 def create_user(body: UserIn, who: CurrentPrincipal, store: CurrentStore, request: Request) -> dict[str, Any]:
-    if not who.user.server_admin:
-        if body.org_id is None:
-            raise Forbidden("only a server admin creates consumer users")
-        who.require_org_admin(body.org_id)
+    access.check_create_user(who.user, body.org_id)
     user = accounts.create_user(
         store, body.name, _now(request), actor=who.id, plan=body.plan, org_id=body.org_id, org_admin=body.org_admin
     )
@@ -93,12 +91,7 @@ def create_user(body: UserIn, who: CurrentPrincipal, store: CurrentStore, reques
 def _user(store: CurrentStore, user_id: str, who: CurrentPrincipal) -> User:
     with store.read() as db:
         user = db.get(User, user_id)
-    visible = user is not None and (
-        who.id == user_id or who.user.server_admin or (who.user.org_admin and who.user.org_id == user.org_id)
-    )
-    if user is None or not visible:
-        raise NotFound(f"no user {user_id!r}")
-    return user
+    return access.visible_user(who.user, user, user_id)
 
 
 @router.get("/users/{user_id}", tags=["users"])
@@ -127,17 +120,14 @@ def set_training(
 def create_key(
     user_id: str, body: ApiKeyIn, who: CurrentPrincipal, store: CurrentStore, request: Request
 ) -> dict[str, Any]:
-    _user(store, user_id, who)
-    if who.id != user_id:
-        who.require_server_admin()
+    access.check_mint_key(who.user, _user(store, user_id, who))
     key, token = accounts.create_api_key(store, user_id, body.name, _now(request), actor=who.id, zdr=body.zdr)
     return {**key_out(key), "token": token.reveal()}
 
 
 @router.get("/users/{user_id}/api-keys", tags=["api keys"])
 def list_keys(user_id: str, who: CurrentPrincipal, store: CurrentStore) -> list[dict[str, Any]]:
-    _user(store, user_id, who)
-    who.require_self(user_id)
+    access.check_sees_keys(who.user, _user(store, user_id, who))
     return [key_out(k) for k in accounts.list_api_keys(store, user_id)]
 
 
@@ -145,8 +135,7 @@ def list_keys(user_id: str, who: CurrentPrincipal, store: CurrentStore) -> list[
 def revoke_key(
     user_id: str, key_id: str, who: CurrentPrincipal, store: CurrentStore, request: Request
 ) -> dict[str, Any]:
-    _user(store, user_id, who)
-    who.require_self(user_id)
+    access.check_revoke_key(who.user, _user(store, user_id, who))
     return key_out(accounts.revoke_api_key(store, user_id, key_id, _now(request), actor=who.id))
 
 

@@ -17,13 +17,14 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy import select
 
+from ringfence import access
 from ringfence.api.auth import CurrentPrincipal, CurrentStore, Principal
 from ringfence.api.errors import COMMON_REFUSALS, Unavailable, describe, refusals
 from ringfence.audit.table import audit_records
 from ringfence.live import sse, turn_events
 from ringfence.policy import format_time
 from ringfence.sessions.environments import DEFAULT_NAME, resolve_environment
-from ringfence.sessions.manager import LiveSession, Progress, SessionManager
+from ringfence.sessions.manager import Caller, LiveSession, Progress, SessionManager
 from ringfence.store import content
 from ringfence.store.db import Store
 from ringfence.store.errors import Invalid, NotFound
@@ -60,9 +61,7 @@ def _manager(request: Request) -> SessionManager:
 def _own(store: CurrentStore, session_id: str, who: CurrentPrincipal) -> Session:
     with store.read() as db:
         row = db.get(Session, session_id)
-    if row is None or row.user_id != who.id:
-        raise NotFound(f"no session {session_id!r}")  # another user's session is not even confirmed to exist
-    return row
+    return access.own_session(who.user, row, session_id)  # another user's session is not even confirmed to exist
 
 
 def _out(row: Session, manager: SessionManager | None) -> dict[str, Any]:
@@ -145,7 +144,9 @@ async def start(
     env, env_id = resolve_environment(store, who.user, body.environment)
 
     def launch(progress: Progress) -> Awaitable[LiveSession]:
-        return _manager(request).start(who.id, body.repository_id, env, environment_id=env_id, progress=progress)
+        return _manager(request).start(
+            Caller(who.id, who.key.id), body.repository_id, env, environment_id=env_id, progress=progress
+        )
 
     launched = _launch(request, who, store, launch)
     return launched if isinstance(launched, StreamingResponse) else await launched

@@ -63,6 +63,20 @@ def _quiet(step: str, detail: str) -> None:
     pass
 
 
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who starts a session: the user and the API key they signed in with. The key is not optional: the policy
+    decides zero data retention from the organization *and* the key (POLICY.md), so a session cannot be started
+    without the key that asked for it being seen (T3)."""
+
+    user_id: str
+    api_key_id: str
+
+    def __post_init__(self) -> None:
+        if not self.user_id or not self.api_key_id:
+            raise ValueError("a session is started by a user through one of their API keys; both are needed")
+
+
 @dataclass(frozen=True)
 class Environment:
     """Where a session runs: network mode and lists, the agent command template, limits, and its environment."""
@@ -153,7 +167,7 @@ class SessionManager:
 
     async def start(
         self,
-        user_id: str,
+        caller: Caller,
         repository_id: str,
         environment: Environment | None = None,
         *,
@@ -164,9 +178,14 @@ class SessionManager:
         env = environment or Environment()
         self._check(env)  # bad rules are refused before anything is recorded
         row = content.start_session(
-            self.store, user_id, self.clock(), repository_id=repository_id, environment_id=environment_id
+            self.store,
+            caller.user_id,
+            self.clock(),
+            repository_id=repository_id,
+            api_key_id=caller.api_key_id,
+            environment_id=environment_id,
         )
-        return await self._launch(row.id, user_id, repository_id, env, resume=False, progress=progress)
+        return await self._launch(row.id, caller.user_id, repository_id, env, resume=False, progress=progress)
 
     @staticmethod
     def _check(env: Environment) -> None:

@@ -21,6 +21,7 @@ from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 from sqlalchemy import func, select
 
+from ringfence import access
 from ringfence.audit.table import audit_records
 from ringfence.egress.rules import RuleError
 from ringfence.live import turn_events
@@ -28,7 +29,7 @@ from ringfence.policy import PolicyError
 from ringfence.policy.calendar import format_time
 from ringfence.sandbox import SandboxError
 from ringfence.sessions.environments import DEFAULT, DEFAULT_NAME, EnvironmentSettings, check_name, resolve_environment
-from ringfence.sessions.manager import SessionError, SessionManager
+from ringfence.sessions.manager import Caller, SessionError, SessionManager
 from ringfence.store import accounts, content, environments, ledger
 from ringfence.store.crypto import CryptoError
 from ringfence.store.db import Store
@@ -66,7 +67,11 @@ class _Viewer:
 
     @property
     def manages_account(self) -> bool:
-        return self.user.org_id is None or self.user.org_admin
+        try:
+            access.managed_account(self.user)
+        except access.Forbidden:
+            return False
+        return True
 
 
 def _store(request: Request) -> Store:
@@ -113,7 +118,7 @@ async def form_viewer(request: Request) -> _Viewer:
 
 
 def org_admin_form(viewer: Annotated[_Viewer, Depends(form_viewer)]) -> _Viewer:
-    if not (viewer.user.org_id and viewer.user.org_admin):
+    if not access.is_org_admin(viewer.user, viewer.user.org_id):
         raise NotOrgAdmin("this needs an organization admin")
     return viewer
 
@@ -242,7 +247,7 @@ async def start_session(
         return _back("/ui/", error="this server runs no sandboxes: sessions are not available here")
     try:
         env, env_id = resolve_environment(_store(request), viewer.user, environment)
-        live = await manager.start(viewer.user.id, repository_id, env, environment_id=env_id)
+        live = await manager.start(Caller(viewer.user.id, viewer.key.id), repository_id, env, environment_id=env_id)
     except Exception as exc:  # every refusal is shown on the page, by its own words
         return _back("/ui/", error=_problem(exc))
     return _back(f"/ui/sessions/{live.id}", notice=f"session started on branch {live.branch}")
@@ -251,9 +256,7 @@ async def start_session(
 def _own(request: Request, viewer: _Viewer, session_id: str) -> Session:
     with _store(request).read() as db:
         row = db.get(Session, session_id)
-    if row is None or row.user_id != viewer.user.id:
-        raise NotFound(f"no session {session_id!r}")
-    return row
+    return access.own_session(viewer.user, row, session_id)
 
 
 def _records(store: Store, session_ids: list[str], limit: int = 2000) -> list[dict[str, Any]]:
@@ -381,14 +384,14 @@ def _scope(
         return f"session {session}", [session], _settings_of(store, user.account_id, row.environment_id)
     with store.read() as db:
         query = select(Session.id).where(Session.account_id == user.account_id)
-        if not (org and user.org_admin):
+        if not (org and access.is_org_admin(user, user.org_id)):
             query = query.where(Session.user_id == user.id)
         if environment:
             env = environments.find_environment(store, user.account_id, environment)
             ids = list(db.scalars(query.where(Session.environment_id == env.id)))
             return f"environment {env.name}", ids, env.settings
         ids = list(db.scalars(query))
-    subject = "organization" if org and user.org_admin else "all your sessions"
+    subject = "organization" if org and access.is_org_admin(user, user.org_id) else "all your sessions"
     return subject, ids, None if org else DEFAULT.model_dump()
 
 
@@ -522,10 +525,10 @@ def delete_environment(request: Request, viewer: FormViewer, name: str) -> Respo
 
 @router.get("/org", response_class=HTMLResponse)
 def org_page(request: Request, viewer: Viewer) -> Response:
-    if not (viewer.user.org_id and viewer.user.org_admin):
+    org_id = viewer.user.org_id
+    if org_id is None or not access.is_org_admin(viewer.user, org_id):
         return _page(request, viewer, "error.html", status=403, message="this page is for organization admins")
     store = _store(request)
-    org_id = viewer.user.org_id
     with store.read() as db:
         org = db.get(Organization, org_id)
         members = db.scalars(select(User).where(User.org_id == org_id).order_by(User.name)).all()
@@ -589,6 +592,7 @@ def make_token(request: Request, viewer: OrgAdminForm, user_id: str, name: str =
     org_id = viewer.org
     try:
         member = _member(request, org_id, user_id)
+        access.check_mint_key(viewer.user, member)  # the one rule, as the API applies it
         key, token = accounts.create_api_key(_store(request), member.id, name, _now(request), actor=viewer.user.id)
     except Exception as exc:
         return _back("/ui/org", error=_problem(exc))
@@ -602,6 +606,7 @@ def revoke_token(request: Request, viewer: OrgAdminForm, user_id: str, key_id: s
     org_id = viewer.org
     try:
         member = _member(request, org_id, user_id)
+        access.check_revoke_key(viewer.user, member)
         accounts.revoke_api_key(_store(request), member.id, key_id, _now(request), actor=viewer.user.id)
     except Exception as exc:
         return _back("/ui/org", error=_problem(exc))
