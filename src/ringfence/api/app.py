@@ -19,6 +19,7 @@ from ringfence.api import errors
 from ringfence.api.environments_routes import router as environments_router
 from ringfence.api.routes import router
 from ringfence.api.sessions_routes import router as sessions_router
+from ringfence.sandbox.spec import Limits
 from ringfence.sessions.manager import SessionManager
 from ringfence.store.db import Store
 from ringfence.store.sweeper import sweep
@@ -36,9 +37,11 @@ def create_app(
     clock: Callable[[], datetime] = utc_now,
     sweep_interval: float | None = None,
     sessions: Callable[[], Awaitable[SessionManager]] | None = None,
+    ceiling: Limits | None = None,
 ) -> FastAPI:
     """`sessions` builds the session manager inside the server's event loop (its proxies and sandboxes live
-    there); without it, the session routes answer 503."""
+    there); without it, the session routes answer 503. `ceiling`: the operator's sandbox limits, which no
+    environment may exceed (default: the packaged defaults)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -61,6 +64,7 @@ def create_app(
     )
     app.state.store = store
     app.state.clock = clock
+    app.state.ceiling = ceiling or Limits()
     errors.install(app)
     app.include_router(router)
     app.include_router(sessions_router)

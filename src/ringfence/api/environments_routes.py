@@ -19,6 +19,7 @@ from ringfence.api.errors import COMMON_REFUSALS, refusals
 from ringfence.policy import format_time
 from ringfence.sessions.environments import EnvironmentSettings, check_name
 from ringfence.store import environments
+from ringfence.store.errors import Invalid
 from ringfence.store.models import Environment
 
 router = APIRouter(prefix="/v1", tags=["environments"], responses=refusals(*COMMON_REFUSALS))
@@ -49,6 +50,15 @@ def env_out(row: Environment) -> dict[str, Any]:
     }
 
 
+def _within_ceiling(settings: EnvironmentSettings, request: Request) -> EnvironmentSettings:
+    """Refused (422, naming the limit and the ceiling) when it asks for more than the operator allows."""
+    try:
+        settings.limits.within(request.app.state.ceiling)
+    except ValueError as exc:
+        raise Invalid(str(exc)) from None
+    return settings
+
+
 def _now(request: Request) -> datetime:
     clock: Callable[[], datetime] = request.app.state.clock
     return clock()
@@ -57,7 +67,8 @@ def _now(request: Request) -> datetime:
 @router.post("/environments", status_code=201, summary="Create an environment in your account")
 def create(body: EnvironmentIn, who: CurrentPrincipal, store: CurrentStore, request: Request) -> dict[str, Any]:
     account = require_manager(who)
-    settings = EnvironmentSettings.model_validate(body.model_dump(exclude={"name"})).model_dump()
+    checked = EnvironmentSettings.model_validate(body.model_dump(exclude={"name"}))
+    settings = _within_ceiling(checked, request).model_dump()
     return env_out(environments.create_environment(store, account, body.name, settings, _now(request), actor=who.id))
 
 
@@ -76,7 +87,8 @@ def replace(
     name: str, body: EnvironmentSettings, who: CurrentPrincipal, store: CurrentStore, request: Request
 ) -> dict[str, Any]:
     account = require_manager(who)
-    row = environments.replace_environment(store, account, name, body.model_dump(), _now(request), actor=who.id)
+    settings = _within_ceiling(body, request).model_dump()
+    row = environments.replace_environment(store, account, name, settings, _now(request), actor=who.id)
     return env_out(row)
 
 

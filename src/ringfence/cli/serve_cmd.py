@@ -95,7 +95,9 @@ def serve(
             out.print(f'  ringfence session prompt{at} SESSION "add a note"')
             out.print(f"  ringfence session show{at} SESSION      # its egress audit, among the rest")
             out.print(f"  or sign in to the console at http://{shown}:{port}/ui/ with the same token")
-    app = create_app(store, sweep_interval=config.sweep_interval_seconds, sessions=sessions)
+    app = create_app(
+        store, sweep_interval=config.sweep_interval_seconds, sessions=sessions, ceiling=config.sandbox_limits()
+    )
     # What start-up made (modules, the ORM's metadata, the policy) lives as long as the server: kept out of the
     # collector's scans, so collections stay short while pages and proxies run (measured: docs/benchmarks.md).
     gc.collect()

@@ -76,6 +76,57 @@ class Limits:
             raise SandboxError(f"timeout {self.timeout_seconds} must be positive")
 
 
+def format_size(size: int) -> str:
+    """Bytes as the shortest exact `512M`, `2G` form (`parse_size` reads it back)."""
+    for unit in ("T", "G", "M", "K"):
+        if size and size % _UNITS[unit] == 0:
+            return f"{size // _UNITS[unit]}{unit}"
+    return str(size)
+
+
+@dataclass(frozen=True, slots=True)
+class LimitRequest:
+    """What an account's environment asks for. `None` asks for the operator's ceiling (never for "no limit": a
+    tenant cannot lift a limit, SECURITY-CASES T1)."""
+
+    memory_bytes: int | None = None
+    pids: int | None = None
+    timeout_seconds: float | None = None
+    workspace_bytes: int | None = None
+    cpu_weight: int | None = None
+
+
+# Each limit with the name an environment's settings give it, and how its value reads to a person.
+_LIMITS: tuple[tuple[str, str, object], ...] = (
+    ("memory_bytes", "memory", format_size),
+    ("pids", "pids", str),
+    ("timeout_seconds", "timeout_seconds", lambda v: f"{v:g} s"),
+    ("workspace_bytes", "workspace", format_size),
+    ("cpu_weight", "cpu_weight", str),
+)
+
+
+def grant(request: LimitRequest, ceiling: Limits) -> Limits:
+    """The limits a sandbox gets: what was asked, each at most the operator's ceiling. The one rule of T1, called
+    where an environment is saved (so a bad one is refused when it is written) and where a session starts (so a
+    ceiling lowered since is honoured). Above a ceiling is refused, naming the limit and the ceiling; never cut
+    down silently, never lifted."""
+    granted: dict[str, object] = {}
+    for attr, name, show in _LIMITS:
+        asked, most = getattr(request, attr), getattr(ceiling, attr)
+        if asked is None:
+            granted[attr] = most
+            continue
+        if most is not None and asked > most:
+            assert callable(show)
+            raise SandboxError(
+                f"limits.{name}: {show(asked)} is above this server's ceiling of {show(most)} (the operator's "
+                f"sandbox settings); ask for at most {show(most)}, or leave it out to get the ceiling"
+            )
+        granted[attr] = asked
+    return Limits(**granted)  # type: ignore[arg-type]
+
+
 @dataclass(frozen=True, slots=True)
 class ProxyRoutes:
     """Where a session's proxy traffic arrives on the host: one Unix socket per service, made for that session

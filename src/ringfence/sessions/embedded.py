@@ -43,6 +43,7 @@ def embedded_sessions(
             Gateway(gateway_audit, clock=clock),
             StoreHosts(store),
             clock,
+            ceiling=config.sandbox_limits(),
         )
         manager.closers += [egress_audit.close, gateway_audit.close]
         await manager.recover()  # sessions a crashed server left behind are marked interrupted (resumable)

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
 from ringfence.egress.rules import RuleError, session_policy
-from ringfence.sandbox.spec import RESERVED_ENV, Limits, SandboxError, parse_size
+from ringfence.sandbox.spec import RESERVED_ENV, LimitRequest, Limits, SandboxError, grant, parse_size
 from ringfence.sessions.manager import AGENT_PATH, MODEL_ENV, Environment
 from ringfence.store import environments
 from ringfence.store.db import Store
@@ -29,19 +29,25 @@ _RESERVED_ENV = {name.upper() for name in (*RESERVED_ENV, *MODEL_ENV)} | {"LD_PR
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
+# No ceiling at all: what checks a request's own form (minimums, sizes) before any operator's ceiling applies.
+_UNBOUNDED = Limits(memory_bytes=None, pids=None, timeout_seconds=None, workspace_bytes=None, cpu_weight=10_000)
+
+
 class LimitSettings(BaseModel):
-    """Per-command sandbox limits. Sizes take K, M, G or T (`2G`); `null` means no limit of that kind."""
+    """Per-command sandbox limits an environment asks for. Sizes take K, M, G or T (`2G`). A limit left out (or
+    `null`) is the operator's ceiling; one above the ceiling is refused (ringfence.sandbox.spec.grant): an
+    environment may only lower the operator's limits."""
 
     model_config = ConfigDict(extra="forbid")
-    memory: str | None = "2G"
-    pids: int | None = Field(default=1024, ge=4, le=1_000_000)
-    timeout_seconds: float | None = Field(default=600.0, gt=0, le=86_400)
-    workspace: str | None = "10G"
-    cpu_weight: int = Field(default=100, ge=1, le=10_000)
+    memory: str | None = None
+    pids: int | None = Field(default=None, ge=4, le=1_000_000)
+    timeout_seconds: float | None = Field(default=None, gt=0, le=86_400)
+    workspace: str | None = None
+    cpu_weight: int | None = Field(default=None, ge=1, le=10_000)
 
-    def limits(self) -> Limits:
+    def request(self) -> LimitRequest:
         try:
-            return Limits(
+            return LimitRequest(
                 memory_bytes=None if self.memory is None else parse_size(self.memory),
                 pids=self.pids,
                 timeout_seconds=self.timeout_seconds,
@@ -51,9 +57,19 @@ class LimitSettings(BaseModel):
         except SandboxError as exc:
             raise ValueError(f"limits: {exc}") from None
 
+    def within(self, ceiling: Limits) -> Limits:
+        """What a session of this environment gets under `ceiling`; above it, a ValueError naming the limit."""
+        try:
+            return grant(self.request(), ceiling)
+        except SandboxError as exc:
+            raise ValueError(str(exc)) from None
+
     @model_validator(mode="after")
     def _valid(self) -> LimitSettings:
-        self.limits()
+        try:
+            grant(self.request(), _UNBOUNDED)
+        except SandboxError as exc:
+            raise ValueError(f"limits: {exc}") from None
         return self
 
 
@@ -128,7 +144,7 @@ class EnvironmentSettings(BaseModel):
             allow=tuple(self.allow),
             deny=tuple(self.deny),
             agent=tuple(self.agent),
-            limits=self.limits.limits(),
+            limits=self.limits.request(),
             telemetry=self.telemetry,
             agent_env=dict(self.env),
             setup=self.setup,

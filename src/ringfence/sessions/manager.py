@@ -30,12 +30,12 @@ from ringfence.gateway.routes import Repository
 from ringfence.policy.calendar import format_time
 from ringfence.sandbox import BubblewrapBackend, Exit, Limits, Output, SandboxSpec
 from ringfence.sandbox.bubblewrap import BubblewrapSandbox
-from ringfence.sandbox.spec import GATEWAY_PORT, ProxyRoutes
+from ringfence.sandbox.spec import GATEWAY_PORT, LimitRequest, ProxyRoutes, SandboxError, grant
 from ringfence.sessions import builtin_agent
 from ringfence.store import content
 from ringfence.store.credentials import load_credential
 from ringfence.store.db import Store
-from ringfence.store.errors import Conflict, ContentRefused, NotFound
+from ringfence.store.errors import Conflict, ContentRefused, Invalid, NotFound
 from ringfence.store.models import Repository as RepositoryRow
 from ringfence.store.models import RepositoryCredential
 from ringfence.store.models import Session as SessionRow
@@ -86,7 +86,7 @@ class Environment:
     allow: tuple[str, ...] = ()
     deny: tuple[str, ...] = ()
     agent: tuple[str, ...] = ("/usr/bin/python3", AGENT_PATH, "{prompt}")
-    limits: Limits = field(default_factory=Limits)
+    limits: LimitRequest = field(default_factory=LimitRequest)  # granted under the manager's ceiling at start
     telemetry: bool = False  # off: known telemetry hosts are denied even where the lists would allow them
     agent_env: Mapping[str, str] = field(default_factory=dict)
     egress_limits: ProxyLimits = field(default_factory=ProxyLimits)
@@ -158,9 +158,14 @@ class SessionManager:
         gateway: Gateway,
         host: HostResolver,
         clock: Callable[[], datetime],
+        *,
+        ceiling: Limits | None = None,
     ) -> None:
+        """`ceiling`: the operator's sandbox limits (settings `sandbox_*`); every session's limits are at most
+        these (default: the packaged defaults)."""
         self.store, self.backend, self.egress, self.gateway, self.host = store, backend, egress, gateway, host
         self.runtime_dir, self.clock = runtime_dir, clock
+        self.ceiling = ceiling or Limits()
         runtime_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.live: dict[str, LiveSession] = {}
         self.closers: list[Callable[[], Awaitable[None]]] = []  # run last at shutdown (e.g. audit writers)
@@ -187,10 +192,14 @@ class SessionManager:
         )
         return await self._launch(row.id, caller.user_id, repository_id, env, resume=False, progress=progress)
 
-    @staticmethod
-    def _check(env: Environment) -> None:
+    def _check(self, env: Environment) -> Limits:
+        """Refuses bad rules and limits above the ceiling before anything is recorded; the limits to use."""
         session_policy(env.network, env.allow, env.deny)
         session_policy(env.setup_network, env.setup_allow, env.setup_deny)
+        try:
+            return grant(env.limits, self.ceiling)
+        except SandboxError as exc:
+            raise Invalid(f"environment {env.name}: {exc}") from None
 
     async def resume(
         self, session_id: str, user_id: str, environment: Environment | None = None, *, progress: Progress = _quiet
@@ -256,7 +265,10 @@ class SessionManager:
             progress("sandbox", "creating the sandbox")
             sandbox = await self.backend.create(
                 SandboxSpec(
-                    network="proxy", proxies=routes, limits=env.limits, env={**MODEL_ENV, **dict(env.agent_env)}
+                    network="proxy",
+                    proxies=routes,
+                    limits=self._check(env),
+                    env={**MODEL_ENV, **dict(env.agent_env)},
                 )
             )
             live = LiveSession(session_id, user_id, repository, branch, sandbox, directory, env)

@@ -28,6 +28,7 @@ from ringfence.live import turn_events
 from ringfence.policy import PolicyError
 from ringfence.policy.calendar import format_time
 from ringfence.sandbox import SandboxError
+from ringfence.sandbox.spec import Limits, format_size
 from ringfence.sessions.environments import DEFAULT, DEFAULT_NAME, EnvironmentSettings, check_name, resolve_environment
 from ringfence.sessions.manager import Caller, SessionError, SessionManager
 from ringfence.store import accounts, content, environments, ledger
@@ -454,7 +455,13 @@ def set_training(request: Request, viewer: FormViewer, enabled: str = Form(...))
 @router.get("/environments", response_class=HTMLResponse)
 def environments_page(request: Request, viewer: Viewer) -> Response:
     envs = environments.list_environments(_store(request), viewer.user.account_id)
-    return _page(request, viewer, "environments.html", environments=envs)
+    most: Limits = request.app.state.ceiling
+    ceiling = {
+        "memory": "no limit" if most.memory_bytes is None else format_size(most.memory_bytes),
+        "workspace": "no limit" if most.workspace_bytes is None else format_size(most.workspace_bytes),
+        "timeout_seconds": "no limit" if most.timeout_seconds is None else f"{most.timeout_seconds:g}",
+    }
+    return _page(request, viewer, "environments.html", environments=envs, ceiling=ceiling)
 
 
 def _lines(text: str) -> list[str]:
@@ -474,8 +481,8 @@ def save_environment(
     setup_network: str = Form("trusted"),
     setup_allow: str = Form(""),
     telemetry: str = Form(""),
-    memory: str = Form("2G"),
-    workspace: str = Form("10G"),
+    memory: str = Form(""),
+    workspace: str = Form(""),
 ) -> Response:
     if not viewer.manages_account:
         return _back("/ui/environments", error=f"only an admin of organization {viewer.user.org_id} manages these")
@@ -486,7 +493,7 @@ def save_environment(
         "setup_network": setup_network,
         "setup_allow": _lines(setup_allow),
         "telemetry": telemetry == "on",
-        "limits": {"memory": memory, "workspace": workspace},
+        "limits": {"memory": memory.strip() or None, "workspace": workspace.strip() or None},
     }
     if agent.strip():
         raw["agent"] = agent.strip()
@@ -495,7 +502,9 @@ def save_environment(
     store, now = _store(request), _now(request)
     try:
         check_name(name)
-        settings = EnvironmentSettings.model_validate(raw).model_dump()
+        checked = EnvironmentSettings.model_validate(raw)
+        checked.limits.within(request.app.state.ceiling)  # the one rule, as the API applies it
+        settings = checked.model_dump()
         existing = {e.name for e in environments.list_environments(store, viewer.user.account_id)}
         if name in existing:
             environments.replace_environment(store, viewer.user.account_id, name, settings, now, actor=viewer.user.id)
