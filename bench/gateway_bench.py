@@ -219,8 +219,9 @@ import asyncio, sys
 from ringfence.gateway.git_proxy import Credential, Gateway, GitSession, ModelUpstream
 from ringfence.gateway.routes import Repository
 from ringfence.store.crypto import Secret
+from tests.gateway.git_host import loopback_dialer
 async def main():
-    g = Gateway()
+    g = Gateway(dialer=loopback_dialer())
     g.add_session(GitSession("s", Repository.parse("a/b"), "x", "http://127.0.0.1:9", Credential("basic", Secret("t"))),
                   (ModelUpstream("anthropic", "http://127.0.0.1:{provider_port}", Secret("sk-key")),))
     print((await g.listen_tcp("s", "127.0.0.1", 0))[1], flush=True)

@@ -13,6 +13,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from tests.gateway.git_host import loopback_dialer
+
 from bench.common import Figure, fresh_store
 from ringfence.egress.proxy import EgressProxy
 from ringfence.gateway.credentials import StaticToken
@@ -50,7 +52,7 @@ async def _run(store, base: Path, rounds: int) -> list[Figure]:  # type: ignore[
         BubblewrapBackend(base / "sandboxes"),
         base / "run",
         EgressProxy(AddressPolicy.parse([]), CachingResolver(StaticResolver({}))),
-        Gateway(),
+        Gateway(dialer=loopback_dialer()),
         RepositoryHost(host.url, lambda _r: StaticToken("basic", Secret(TOKEN))),
         lambda: datetime.now(UTC),
     )

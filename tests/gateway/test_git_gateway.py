@@ -20,9 +20,10 @@ from ringfence.egress.audit import BatchedAudit
 from ringfence.gateway.git_proxy import Credential, Gateway, GitSession, ModelUpstream
 from ringfence.gateway.pktline import FLUSH, encode
 from ringfence.gateway.routes import Repository
+from ringfence.net.dial import Dialer
 from ringfence.store.crypto import Secret
 from tests.egress.harness import read_all, status_of
-from tests.gateway.git_host import GitHost, git, make_repository
+from tests.gateway.git_host import GitHost, git, loopback_dialer, make_repository
 
 TOKEN = "ghs_TESTTOKEN_1234567890abcdef"
 BRANCH = "ringfence/sess_1"
@@ -36,6 +37,7 @@ class GatewayHarness:
         models: dict[str, tuple[str, str]] | None = None,
         api_url: str | None = None,
         recorder: Any = None,
+        dialer: Dialer | None = None,
     ) -> None:
         self.records: list[dict[str, Any]] = []
         self.loop = asyncio.new_event_loop()
@@ -45,7 +47,7 @@ class GatewayHarness:
         async def start() -> int:
             self.audit = BatchedAudit(self.records.extend, lambda: datetime.now(UTC).isoformat(), interval=0.01)
             self.audit.start()
-            self.gateway = Gateway(self.audit)
+            self.gateway = Gateway(self.audit, dialer=dialer or loopback_dialer())
             self.gateway.add_session(
                 GitSession(
                     "sess_1",

@@ -11,7 +11,7 @@ from ringfence.gateway.routes import Repository
 from ringfence.sandbox import BubblewrapBackend, SandboxSpec
 from ringfence.sandbox.spec import ProxyRoutes
 from ringfence.store.crypto import Secret
-from tests.gateway.git_host import GitHost, make_repository
+from tests.gateway.git_host import GitHost, loopback_dialer, make_repository
 from tests.sandbox.conftest import backend, run, sandbox_root  # noqa: F401 (fixtures)
 
 TOKEN = "ghs_SANDBOXTOKEN_0123456789"
@@ -38,7 +38,7 @@ def test_g1_a_sandboxed_git_uses_the_gateway_and_never_sees_the_token(
     host = GitHost(tmp_path / "host", TOKEN)
 
     async def go() -> tuple[bytes, bytes]:
-        gateway = Gateway()
+        gateway = Gateway(dialer=loopback_dialer())
         gateway.add_session(
             GitSession(
                 "s1", Repository.parse("acme/widgets"), "ringfence/s1", host.url, Credential("basic", Secret(TOKEN))

@@ -23,7 +23,7 @@ from ringfence.store import accounts, content
 from ringfence.store.crypto import Secret
 from ringfence.store.db import Store
 from tests.conftest import T0
-from tests.gateway.git_host import GitHost, git
+from tests.gateway.git_host import GitHost, git, loopback_dialer
 from tests.sandbox.conftest import backend, sandbox_root  # noqa: F401 (fixtures)
 from tests.servers import serving
 from tests.sessions.test_manager import TOKEN, host  # noqa: F401 (fixture)
@@ -53,7 +53,7 @@ def _sessions(
     async def build() -> SessionManager:
         egress = EgressProxy(AddressPolicy.parse([]), CachingResolver(StaticResolver({})))
         return SessionManager(
-            store, backend, tmp_path / "run", egress, Gateway(),
+            store, backend, tmp_path / "run", egress, Gateway(dialer=loopback_dialer()),
             RepositoryHost(git_host.url, lambda _r: StaticToken("basic", Secret(TOKEN))), clock,
         )  # fmt: skip
 

@@ -18,7 +18,7 @@ from ringfence.sandbox.spec import ProxyRoutes
 from ringfence.sessions import builtin_agent
 from ringfence.store.crypto import Secret
 from tests.egress.harness import http_upstream
-from tests.gateway.git_host import GitHost, git, make_repository
+from tests.gateway.git_host import GitHost, git, loopback_dialer, make_repository
 from tests.sandbox.conftest import backend, run, sandbox_root  # noqa: F401 (fixtures)
 
 TOKEN = "ghs_AGENT_TEST_TOKEN_123456"
@@ -41,7 +41,7 @@ def test_the_builtin_agent_exercises_the_whole_path(backend: BubblewrapBackend, 
             audit,
         )
         proxy.add_session("sess_a", session_policy("custom", [f"ok.example:{port}"], repository_host="github.com"))
-        gateway = Gateway()
+        gateway = Gateway(dialer=loopback_dialer())
         gateway.add_session(
             GitSession(
                 "sess_a", Repository.parse("acme/widgets"), BRANCH, host.url, StaticToken("basic", Secret(TOKEN))

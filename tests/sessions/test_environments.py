@@ -30,7 +30,7 @@ from ringfence.store.db import Store
 from tests.cli.test_cli import ringfence
 from tests.conftest import T0
 from tests.egress.harness import http_upstream
-from tests.gateway.git_host import GitHost
+from tests.gateway.git_host import GitHost, loopback_dialer
 from tests.sandbox.conftest import backend, sandbox_root  # noqa: F401 (fixtures)
 from tests.servers import serving
 from tests.sessions.test_manager import NOW, TOKEN, caller, host  # noqa: F401 (fixture)
@@ -144,7 +144,7 @@ async def _manager(store: Store, backend: BubblewrapBackend, host: GitHost, tmp_
         audit,
     )
     manager = SessionManager(
-        store, backend, tmp_path / "run", egress, Gateway(),
+        store, backend, tmp_path / "run", egress, Gateway(dialer=loopback_dialer()),
         RepositoryHost(host.url, lambda _repo: StaticToken("basic", Secret(TOKEN))), lambda: NOW,
     )  # fmt: skip
     manager.closers.append(audit.close)

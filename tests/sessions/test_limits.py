@@ -27,7 +27,7 @@ from ringfence.store.crypto import Secret
 from ringfence.store.db import Store
 from ringfence.store.errors import Invalid
 from tests.conftest import T0
-from tests.gateway.git_host import GitHost
+from tests.gateway.git_host import GitHost, loopback_dialer
 from tests.sandbox.conftest import backend, sandbox_root  # noqa: F401 (fixtures)
 from tests.servers import serving
 from tests.sessions.test_manager import NOW, TOKEN, caller, host  # noqa: F401 (fixture)
@@ -77,7 +77,7 @@ def test_an_environment_above_a_ceiling_is_refused_through_the_api_and_the_conso
 def _manager(store: Store, backend: BubblewrapBackend, host: GitHost, tmp_path: Path) -> SessionManager:  # noqa: F811
     egress = EgressProxy(AddressPolicy.parse([]), CachingResolver(StaticResolver({})))
     return SessionManager(
-        store, backend, tmp_path / "run", egress, Gateway(),
+        store, backend, tmp_path / "run", egress, Gateway(dialer=loopback_dialer()),
         RepositoryHost(host.url, lambda _r: StaticToken("basic", Secret(TOKEN))), lambda: NOW, ceiling=CEILING,
     )  # fmt: skip
 

@@ -23,7 +23,7 @@ from ringfence.store import accounts, content
 from ringfence.store.crypto import Secret
 from ringfence.store.db import Store
 from tests.egress.harness import http_upstream
-from tests.gateway.git_host import GitHost, git, make_repository
+from tests.gateway.git_host import GitHost, git, loopback_dialer, make_repository
 from tests.sandbox.conftest import backend, sandbox_root  # noqa: F401 (fixtures)
 from tests.store.helpers import files_containing
 
@@ -48,7 +48,7 @@ async def manager_for(store: Store, backend: BubblewrapBackend, host: GitHost, t
         backend,
         tmp_path / "run",
         egress,
-        Gateway(),
+        Gateway(dialer=loopback_dialer()),
         RepositoryHost(host.url, lambda _repo: StaticToken("basic", Secret(TOKEN))),
         lambda: NOW,
     )

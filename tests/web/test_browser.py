@@ -28,7 +28,7 @@ from ringfence.sessions.manager import RepositoryHost, SessionManager
 from ringfence.store import accounts, content, environments
 from ringfence.store.crypto import Secret
 from ringfence.store.db import Store
-from tests.gateway.git_host import GitHost
+from tests.gateway.git_host import GitHost, loopback_dialer
 from tests.sandbox.conftest import backend, sandbox_root  # noqa: F401 (fixtures)
 from tests.servers import serving
 from tests.sessions.test_manager import TOKEN, host  # noqa: F401 (fixture)
@@ -87,7 +87,8 @@ def test_the_console_in_a_browser(
         manager = SessionManager(
             store, backend, tmp_path / "run",
             EgressProxy(AddressPolicy.parse([]), CachingResolver(StaticResolver({})), egress_audit),
-            Gateway(gateway_audit), RepositoryHost(host.url, lambda _r: StaticToken("basic", Secret(TOKEN))),
+            Gateway(gateway_audit, dialer=loopback_dialer()),
+            RepositoryHost(host.url, lambda _r: StaticToken("basic", Secret(TOKEN))),
             lambda: NOW,
         )  # fmt: skip
         manager.closers += [egress_audit.close, gateway_audit.close]

@@ -19,6 +19,9 @@ from ringfence.api import errors
 from ringfence.api.environments_routes import router as environments_router
 from ringfence.api.routes import router
 from ringfence.api.sessions_routes import router as sessions_router
+from ringfence.net.addresses import AddressPolicy
+from ringfence.net.dial import Dialer
+from ringfence.net.resolve import CachingResolver, StaticResolver
 from ringfence.sandbox.spec import Limits
 from ringfence.sessions.manager import SessionManager
 from ringfence.store.db import Store
@@ -38,10 +41,12 @@ def create_app(
     sweep_interval: float | None = None,
     sessions: Callable[[], Awaitable[SessionManager]] | None = None,
     ceiling: Limits | None = None,
+    dialer: Dialer | None = None,
 ) -> FastAPI:
     """`sessions` builds the session manager inside the server's event loop (its proxies and sandboxes live
     there); without it, the session routes answer 503. `ceiling`: the operator's sandbox limits, which no
-    environment may exceed (default: the packaged defaults)."""
+    environment may exceed (default: the packaged defaults). `dialer`: what the server may dial on a user's behalf,
+    used to refuse a repository URL when it is connected (default: public addresses only, no name resolved)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -65,6 +70,7 @@ def create_app(
     app.state.store = store
     app.state.clock = clock
     app.state.ceiling = ceiling or Limits()
+    app.state.dialer = dialer or Dialer(AddressPolicy(), CachingResolver(StaticResolver({})))
     errors.install(app)
     app.include_router(router)
     app.include_router(sessions_router)

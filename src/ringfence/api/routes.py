@@ -23,6 +23,7 @@ from ringfence.api.schemas import (
     repo_out,
     user_out,
 )
+from ringfence.net.dial import check_url
 from ringfence.policy import explain
 from ringfence.store import accounts
 from ringfence.store.errors import Invalid, NotFound
@@ -140,11 +141,20 @@ def revoke_key(
 
 
 @router.post("/users/{user_id}/repositories", status_code=201, tags=["repositories"])
-def connect_repo(
+async def connect_repo(
     user_id: str, body: RepositoryIn, who: CurrentPrincipal, store: CurrentStore, request: Request
 ) -> dict[str, Any]:
+    """The URL's host must be one the server may dial (T4): loopback, private and metadata addresses are refused
+    here, with the reason, unless the operator's egress_allow_ranges allow them."""
     _user(store, user_id, who)
     who.require_self(user_id)
+    _, _, _, url = accounts.parse_repository_url(body.url)
+    refused = await check_url(request.app.state.dialer, url)
+    if refused is not None:
+        raise Invalid(
+            f"repository url {url!r}: {refused}; this server does not dial it (its operator's egress_allow_ranges "
+            "say which private networks it may reach)"
+        )
     return repo_out(accounts.connect_repository(store, user_id, body.url, _now(request), actor=who.id))
 
 

@@ -17,7 +17,10 @@ from ringfence.gateway import redact
 from ringfence.gateway.credentials import CredentialSource, GitHubApp, GitHubInstallationTokens, StaticToken
 from ringfence.gateway.git_proxy import Gateway, GitSession
 from ringfence.gateway.routes import Repository, check_branch
+from ringfence.net.addresses import AddressPolicy
+from ringfence.net.dial import Dialer, endpoints_of
 from ringfence.net.hostport import HostError, parse_target
+from ringfence.net.resolve import CachingResolver, DnsResolver
 from ringfence.store.crypto import Secret
 
 app = typer.Typer(no_args_is_help=True, help="The credential gateway.")
@@ -102,7 +105,12 @@ async def _serve(git_session: GitSession, host: str, port: int, unix: Path | Non
     )
     if audit is not None:
         audit.start()
-    gateway = Gateway(audit)
+    # The upstream is trusted as the operator configured it: its own addresses and port, exactly; anything
+    # else only if public (a redirect or a second name never reaches the operator's network).
+    dialer = Dialer(
+        AddressPolicy.parse([]), CachingResolver(DnsResolver()), endpoints=endpoints_of(git_session.upstream)
+    )
+    gateway = Gateway(audit, dialer=dialer)
     gateway.add_session(git_session)
     bound = await gateway.listen_tcp(git_session.session_id, host, port)
     if unix is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import ipaddress
 import os
 from pathlib import Path
 from typing import Annotated
@@ -18,7 +19,7 @@ from ringfence.config import Settings
 from ringfence.sandbox import BubblewrapBackend, SandboxError
 from ringfence.server import create_app
 from ringfence.sessions.demo import start_demo
-from ringfence.sessions.embedded import embedded_sessions
+from ringfence.sessions.embedded import embedded_sessions, upstream_dialer
 from ringfence.store import accounts
 from ringfence.store.crypto import Secret
 from ringfence.store.db import Store
@@ -76,8 +77,12 @@ def serve(
     out.print(f"admin token:  {token.reveal()}")
     out.print(f"try:          curl -H 'Authorization: Bearer {token.reveal()}' http://{shown}:{port}/v1/me")
     sessions = None
+    # The demo's git host is trusted exactly (its address and port); every other upstream passes the egress
+    # address policy (egress_allow_ranges).
+    demo_host = (ipaddress.ip_address("127.0.0.1"), int(port) + 1)
+    dialer = upstream_dialer(config, trusted=frozenset({demo_host}) if config.demo else frozenset())
     if sandboxes_available(config):
-        sessions = embedded_sessions(store, config, now)
+        sessions = embedded_sessions(store, config, now, dialer)
         demo = None
         if config.demo:
             try:
@@ -96,7 +101,11 @@ def serve(
             out.print(f"  ringfence session show{at} SESSION      # its egress audit, among the rest")
             out.print(f"  or sign in to the console at http://{shown}:{port}/ui/ with the same token")
     app = create_app(
-        store, sweep_interval=config.sweep_interval_seconds, sessions=sessions, ceiling=config.sandbox_limits()
+        store,
+        sweep_interval=config.sweep_interval_seconds,
+        sessions=sessions,
+        ceiling=config.sandbox_limits(),
+        dialer=dialer,
     )
     # What start-up made (modules, the ORM's metadata, the policy) lives as long as the server: kept out of the
     # collector's scans, so collections stay short while pages and proxies run (measured: docs/benchmarks.md).

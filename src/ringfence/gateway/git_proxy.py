@@ -31,6 +31,8 @@ from ringfence.gateway.host_api import judge_api_call
 from ringfence.gateway.pktline import FLUSH, encode
 from ringfence.gateway.receive_pack import PushHead, PushHeadReader, PushRefused, check_push
 from ringfence.gateway.routes import GitRoute, Repository, RouteRefused, route_git
+from ringfence.net.dial import Dialer, DialRefused
+from ringfence.net.hostport import HostError, parse_target
 from ringfence.net.httphead import (
     DENY_HEADER,
     HeadError,
@@ -136,11 +138,12 @@ class Gateway:
         self,
         audit: BatchedAudit | None = None,
         *,
+        dialer: Dialer,
         limits: GatewayLimits | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         upstream_ssl: ssl.SSLContext | None = None,
     ) -> None:
-        self.audit, self.clock = audit, clock
+        self.audit, self.clock, self.dialer = audit, clock, dialer
         self.limits = limits or GatewayLimits()
         self.sessions: dict[str, GitSession] = {}
         self.models: dict[str, dict[str, ModelUpstream]] = {}
@@ -476,14 +479,27 @@ class Gateway:
         port = base.port or (443 if secure else 80)
         assert base.hostname is not None
         try:
+            # Through the operator's address policy, as the egress proxy dials (T4): the address judged is the
+            # address dialed; a host the policy refuses is a 403 naming why, and nothing is sent to it.
+            dialed = await self.dialer.connect(parse_target(f"{base.netloc.rpartition('@')[2]}", default_port=port))
+        except HostError as exc:
+            raise _Refused(403, f"the {who}'s address cannot be read: {exc}", "upstream:address") from None
+        except DialRefused as exc:
+            if exc.rule in ("upstream", "dns"):
+                raise _Refused(502, f"cannot reach the {who}", "upstream") from None
+            raise _Refused(403, f"the {who} is not reachable from this server: {exc.reason}", exc.rule) from None
+        try:
             up_reader, up_writer = await asyncio.wait_for(
                 asyncio.open_connection(
-                    base.hostname, port, ssl=(self._ssl or ssl.create_default_context()) if secure else None
+                    sock=dialed.sock,
+                    ssl=(self._ssl or ssl.create_default_context()) if secure else None,
+                    server_hostname=base.hostname if secure else None,
                 ),
                 30,
             )
-        except (OSError, TimeoutError) as exc:
-            raise _Refused(502, f"cannot reach the {who}: {type(exc).__name__}", "upstream") from None
+        except (OSError, TimeoutError):
+            dialed.sock.close()
+            raise _Refused(502, f"cannot reach the {who}", "upstream") from None
         up = h11.Connection(h11.CLIENT)
         bytes_up = bytes_down = 0
         try:

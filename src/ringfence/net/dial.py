@@ -8,13 +8,15 @@ cannot slip a second answer in (SECURITY-CASES E7, E8). Times (DNS, connect) are
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import socket
 import time
 from collections.abc import Collection
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from ringfence.net.addresses import AddressPolicy, AddressVerdict, IPAddress
-from ringfence.net.hostport import Target
+from ringfence.net.hostport import HostError, Target, parse_target
 from ringfence.net.resolve import CachingResolver, ResolveError
 
 
@@ -51,18 +53,21 @@ async def judge_target(
     return tuple(policy.judge(a) for a in addresses), time.perf_counter() - start
 
 
-async def dial(
+def _exactly(verdict: AddressVerdict, port: int, endpoints: Collection[tuple[IPAddress, int]]) -> AddressVerdict:
+    if verdict.allowed or (verdict.address, port) not in endpoints:
+        return verdict
+    return AddressVerdict(True, verdict.address, verdict.kind, f"{verdict.address} port {port} allowed exactly")
+
+
+def _dialable(
+    verdicts: tuple[AddressVerdict, ...],
     target: Target,
-    policy: AddressPolicy,
-    resolver: CachingResolver,
-    *,
-    now: float,
-    connect_timeout: float = 10.0,
-    protected: Collection[tuple[IPAddress, int]] = (),
-) -> Dialed:
-    """Connect to a safe address of `target`. `protected` endpoints (the proxy itself, the gateway, the API
-    server) are refused even inside an allowed range: a proxy must not loop into its own host's services."""
-    verdicts, dns_seconds = await judge_target(target, policy, resolver, now)
+    protected: Collection[tuple[IPAddress, int]],
+    endpoints: Collection[tuple[IPAddress, int]],
+) -> tuple[tuple[AddressVerdict, ...], list[AddressVerdict]]:
+    """The verdicts (with exactly allowed endpoints applied) and the addresses that may be dialed, best first; a
+    DialRefused naming the first reason when there are none."""
+    verdicts = tuple(_exactly(v, target.port, endpoints) for v in verdicts)
     safe = [v for v in verdicts if v.allowed and (v.address, target.port) not in protected]
     if not safe:
         looped = [v for v in verdicts if v.allowed]
@@ -71,6 +76,24 @@ async def dial(
         first = verdicts[0]
         every = "" if len(verdicts) == 1 else f" (all {len(verdicts)} answers are refused)"
         raise DialRefused(f"{first.reason}{every}", f"address:{first.kind.name}", verdicts)
+    return verdicts, safe
+
+
+async def dial(
+    target: Target,
+    policy: AddressPolicy,
+    resolver: CachingResolver,
+    *,
+    now: float,
+    connect_timeout: float = 10.0,
+    protected: Collection[tuple[IPAddress, int]] = (),
+    endpoints: Collection[tuple[IPAddress, int]] = (),
+) -> Dialed:
+    """Connect to a safe address of `target`. `protected` endpoints (the proxy itself, the gateway, the API
+    server) are refused even inside an allowed range: a proxy must not loop into its own host's services.
+    `endpoints` are (address, port) pairs allowed exactly, whatever their class (the demo's own git host)."""
+    verdicts, dns_seconds = await judge_target(target, policy, resolver, now)
+    verdicts, safe = _dialable(verdicts, target, protected, endpoints)
     loop = asyncio.get_running_loop()
     start = time.perf_counter()
     failures = []
@@ -96,3 +119,59 @@ async def dial(
             raise
         return Dialed(sock, verdict.address, verdicts, dns_seconds, time.perf_counter() - start)
     raise DialRefused(f"cannot connect to {target}: {'; '.join(failures)}", "upstream", verdicts)
+
+
+def endpoints_of(url: str) -> frozenset[tuple[IPAddress, int]]:
+    """The (address, port) pairs an operator's own URL names now (a blocking lookup, for start-up): what a
+    component told to trust exactly that upstream may dial, and nothing else of its class."""
+    parts = urlsplit(url)
+    if parts.hostname is None:
+        raise ValueError(f"{url!r} has no host")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    found = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
+    return frozenset((ipaddress.ip_address(str(info[4][0]).split("%")[0]), port) for info in found)
+
+
+async def check_url(dialer: Dialer, url: str) -> str | None:
+    """Why `url`'s host may never be dialed (None: it may be, or it cannot be told now because its name does not
+    resolve here; the dial checks again, on the address it dials). For refusing a URL when it is saved."""
+    parts = urlsplit(url)
+    try:
+        target = parse_target(parts.netloc.rpartition("@")[2], default_port=443 if parts.scheme == "https" else 80)
+        await dialer.check(target)
+    except HostError as exc:
+        return str(exc)
+    except DialRefused as exc:
+        return None if exc.rule in ("dns", "upstream") else exc.reason
+    return None
+
+
+@dataclass(frozen=True)
+class Dialer:
+    """Everything a component that dials on a user's behalf needs, fixed by the operator: the address policy
+    (public addresses plus `egress_allow_ranges`), the resolver, endpoints allowed exactly, and its own host's
+    endpoints that are never dialed. The credential gateway dials every upstream (repository hosts, model
+    providers) through one of these (SECURITY-CASES T4), so a repository URL cannot make the server reach its
+    own network."""
+
+    policy: AddressPolicy
+    resolver: CachingResolver
+    endpoints: frozenset[tuple[IPAddress, int]] = frozenset()
+    protected: frozenset[tuple[IPAddress, int]] = frozenset()
+
+    async def connect(self, target: Target, *, connect_timeout: float = 10.0) -> Dialed:
+        return await dial(
+            target,
+            self.policy,
+            self.resolver,
+            now=time.monotonic(),
+            connect_timeout=connect_timeout,
+            protected=self.protected,
+            endpoints=self.endpoints,
+        )
+
+    async def check(self, target: Target) -> None:
+        """Refuses (DialRefused, with the reason) a target none of whose addresses may be dialed; connects nothing.
+        What is checked when a URL is saved; the dial itself checks again, on the address it dials."""
+        verdicts, _ = await judge_target(target, self.policy, self.resolver, time.monotonic())
+        _dialable(verdicts, target, self.protected, self.endpoints)
