@@ -67,7 +67,41 @@ def test_e1_to_e7_non_public_addresses_are_refused_in_mode_full(open_proxy: Prox
     assert status_of(answer) == 403, answer
     assert header(answer, DENY_HEADER)
     [record] = open_proxy.wait_records(1)
-    assert record["decision"] == "deny" and record["rule"].startswith("address:") and "address" not in record
+    assert record["decision"] == "deny" and "address" not in record
+    assert record["rule"].startswith("address:") or record["rule"] == "name:local"  # localhost: by name (item 9)
+
+
+LOCAL_NAMES = ["localhost", "LOCALHOST.", "localhost.", "LocalHost", "a.localhost", "x.y.LOCALHOST.",
+               "metadata.google.internal", "METADATA.GOOGLE.INTERNAL.", "metadata", "Metadata.", "instance-data",
+               "instance-data.ec2.internal"]  # fmt: skip
+MODES = {
+    "none": EgressPolicy.build("none"),
+    "trusted": EgressPolicy.build("trusted"),
+    "custom-allowing-them": EgressPolicy.build("custom", ["localhost", "a.localhost", "metadata", "instance-data",
+                                                          "metadata.google.internal", "instance-data.ec2.internal"]),
+    "full": FULL,
+    "report": EgressPolicy.build("none", report=True),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_names_local_by_definition_are_refused_by_name_before_any_lookup_in_every_mode(mode: str) -> None:
+    resolver = SequenceResolver({name.lower().rstrip("."): [["127.0.0.1"]] * 4 for name in LOCAL_NAMES})
+    proxy = harness(MODES[mode], resolver=resolver)
+    try:
+        for name in LOCAL_NAMES:
+            answer = connect(proxy, f"{name}:80")
+            assert status_of(answer) == 403, (name, answer)
+            assert "by definition" in (header(answer, DENY_HEADER) or "") or "metadata" in (
+                header(answer, DENY_HEADER) or ""
+            )
+            plain = proxy.exchange(f"GET http://{name}/ HTTP/1.1\r\nHost: {name}\r\n\r\n".encode())
+            assert status_of(plain) == 403, (name, plain)
+        records = proxy.wait_records(2 * len(LOCAL_NAMES))
+        assert {(r["decision"], r["rule"]) for r in records} == {("deny", "name:local")}
+        assert resolver.calls == {}  # no lookup of any of them
+    finally:
+        proxy.close()
 
 
 def test_e5_zone_ids_are_refused(open_proxy: ProxyHarness) -> None:

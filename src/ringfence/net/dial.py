@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from ringfence.net.addresses import AddressPolicy, AddressVerdict, IPAddress
-from ringfence.net.hostport import HostError, Target, parse_target
+from ringfence.net.hostport import HostError, Target, local_by_definition, parse_target
 from ringfence.net.resolve import CachingResolver, ResolveError
 
 
@@ -42,6 +42,8 @@ async def judge_target(
 ) -> tuple[tuple[AddressVerdict, ...], float]:
     """Every address the target means, judged; and how long resolving took."""
     start = time.perf_counter()
+    if target.literal is None and (local := local_by_definition(target.host)) is not None:
+        raise DialRefused(local, "name:local")
     if target.literal is not None:
         addresses: tuple[IPAddress, ...] = (target.literal,)
     else:

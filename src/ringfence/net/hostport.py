@@ -85,6 +85,20 @@ def normalize_name(text: str, what: str = "host") -> str:
     return name
 
 
+# Names that mean this host or a cloud metadata service by definition, whatever a resolver answers (RFC 6761 for
+# localhost; the metadata names of GCP and AWS).
+_METADATA_NAMES = frozenset({"metadata", "metadata.google.internal", "instance-data", "instance-data.ec2.internal"})
+
+
+def local_by_definition(name: str) -> str | None:
+    """Why a normalized name is local by definition (refused by name, before any lookup), or None."""
+    if name == "localhost" or name.endswith(".localhost"):
+        return f"{name} names this host by definition (RFC 6761)"
+    if name in _METADATA_NAMES:
+        return f"{name} names a cloud metadata service"
+    return None
+
+
 def parse_host(text: str, what: str = "host") -> tuple[str, IPAddress | None]:
     """A host as written in a target (brackets for IPv6): its canonical text and, for a literal, its address."""
     if text.startswith("["):
