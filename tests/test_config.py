@@ -58,3 +58,62 @@ def test_sandbox_limits_come_from_the_configuration(tmp_path: Path) -> None:
     (tmp_path / "ringfence.toml").write_text("sandbox_memory = '512M'\nsandbox_workspace_size = '0'\n")
     limits = load_settings({"data_dir": tmp_path}, environ={"RINGFENCE_SANDBOX_CPU_WEIGHT": "50"}).sandbox_limits()
     assert (limits.memory_bytes, limits.workspace_bytes, limits.cpu_weight) == (512 * 2**20, None, 50)
+
+
+# A value for every setting, as a variable would carry it, and how it reads back (A3: nothing documented is
+# ignored). Derived from the model: a new setting without a sample here fails the test below.
+SAMPLES: dict[str, tuple[str, object]] = {
+    "data_dir": ("{tmp}/d", "{tmp}/d"),
+    "database_url": ("sqlite:////x.db", "sqlite:////x.db"),
+    "master_key_file": ("{tmp}/k", "{tmp}/k"),
+    "listen": ("127.0.0.1:9999", "127.0.0.1:9999"),
+    "sweep_interval_seconds": ("7", 7.0),
+    "policy_file": ("{tmp}/p.toml", "{tmp}/p.toml"),
+    "sandbox_dir": ("{tmp}/s", "{tmp}/s"),
+    "sandbox_rootfs": ("/", "/"),
+    "sandbox_memory": ("512M", "512M"),
+    "sandbox_pids": ("99", 99),
+    "sandbox_workspace_size": ("1G", "1G"),
+    "sandbox_cpu_weight": ("50", 50),
+    "sandbox_timeout_seconds": ("12", 12.0),
+    "egress_allow_ranges": ("10.1.0.0/16, 192.168.5.0/24", ["10.1.0.0/16", "192.168.5.0/24"]),
+    "demo": ("false", False),
+}
+
+
+def test_every_setting_has_its_variable(tmp_path: Path) -> None:
+    from ringfence.config import ENV, Settings
+
+    assert set(SAMPLES) == set(Settings.model_fields), "give each new setting a sample above"
+    for name, (text, expected) in SAMPLES.items():
+        settings = load_settings({}, environ={ENV[name]: text.format(tmp=tmp_path)})
+        got = getattr(settings, name)
+        want = expected.format(tmp=tmp_path) if isinstance(expected, str) else expected
+        assert (str(got) if isinstance(got, Path) else got) == want, name
+
+
+def test_a_list_setting_also_takes_a_json_array_and_a_bad_one_is_named(tmp_path: Path) -> None:
+    loaded = load_settings({"data_dir": tmp_path}, environ={"RINGFENCE_EGRESS_ALLOW_RANGES": '["10.9.0.0/16"]'})
+    assert loaded.egress_allow_ranges == ["10.9.0.0/16"]
+    with pytest.raises(ConfigError, match="RINGFENCE_EGRESS_ALLOW_RANGES is not a JSON array"):
+        load_settings({"data_dir": tmp_path}, environ={"RINGFENCE_EGRESS_ALLOW_RANGES": "[10.9"})
+
+
+def test_an_unknown_ringfence_variable_is_a_warning_naming_it(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    environ = {"RINGFENCE_EGRES_ALLOW_RANGES": "10.0.0.0/8", "RINGFENCE_TOKEN": "t", "RINGFENCE_CONFIG": "/nope"}
+    with caplog.at_level("WARNING", logger="ringfence.config"):
+        load_settings({"data_dir": tmp_path}, environ=environ)
+    assert [r.getMessage().split(" ")[0] for r in caplog.records] == ["RINGFENCE_EGRES_ALLOW_RANGES"]
+
+
+def test_a_bad_egress_allow_range_stops_the_server_naming_the_setting(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "RINGFENCE_EGRESS_ALLOW_RANGES": "10.0.0.0/33", "RINGFENCE_DATA_DIR": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "ringfence", "serve", "--listen", "127.0.0.1:1"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode != 0 and "egress_allow_ranges" in done.stderr, done.stderr[-500:]

@@ -6,10 +6,14 @@ defaults. The file is `<data_dir>/ringfence.toml`, or the path in RINGFENCE_CONF
 
 from __future__ import annotations
 
+import ipaddress
+import json
+import logging
 import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -68,6 +72,16 @@ class Settings(BaseModel):
             raise ValueError(str(exc)) from None
         return value
 
+    @field_validator("egress_allow_ranges")
+    @classmethod
+    def _ranges(cls, value: list[str]) -> list[str]:
+        for text in value:
+            try:
+                ipaddress.ip_network(text.strip(), strict=True)
+            except ValueError as exc:
+                raise ValueError(f"{text!r} is not a network in CIDR form: {exc}") from None
+        return value
+
     @field_validator("sandbox_rootfs")
     @classmethod
     def _rootfs(cls, value: Path) -> Path:
@@ -95,27 +109,29 @@ class Settings(BaseModel):
         return self.master_key_file or self.data_dir / "master.key"
 
 
-_ENV = {
-    "data_dir": "RINGFENCE_DATA_DIR",
-    "database_url": "RINGFENCE_DATABASE_URL",
-    "master_key_file": "RINGFENCE_MASTER_KEY_FILE",
-    "listen": "RINGFENCE_LISTEN",
-    "sweep_interval_seconds": "RINGFENCE_SWEEP_INTERVAL_SECONDS",
-    "policy_file": "RINGFENCE_POLICY_FILE",
-    **{
-        name: f"RINGFENCE_{name.upper()}"
-        for name in (
-            "sandbox_dir",
-            "sandbox_rootfs",
-            "sandbox_memory",
-            "sandbox_pids",
-            "sandbox_workspace_size",
-            "sandbox_cpu_weight",
-            "sandbox_timeout_seconds",
-            "demo",
-        )
-    },
-}
+# Every setting has its variable, derived from the model (never a second list to forget one in).
+ENV = {name: f"RINGFENCE_{name.upper()}" for name in Settings.model_fields}
+# Variables of ringfence's that are not settings: the config file's path, the CLI's token and the benchmark's tool.
+OTHER_VARIABLES = frozenset({"RINGFENCE_CONFIG", "RINGFENCE_TOKEN", "RINGFENCE_BENCH_MITMDUMP"})
+log = logging.getLogger("ringfence.config")
+
+
+def _from_env(name: str, text: str) -> Any:
+    """A variable's text as the setting's value: a list setting takes a JSON array or comma-separated items."""
+    if get_origin(Settings.model_fields[name].annotation) is list:
+        if text.lstrip().startswith("["):
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"{ENV[name]} is not a JSON array: {exc}") from None
+        return [item.strip() for item in text.split(",") if item.strip()]
+    return text
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """RINGFENCE_* variables that no setting or tool reads (a typo, or a setting that does not exist)."""
+    known = set(ENV.values()) | OTHER_VARIABLES
+    return sorted(name for name in environ if name.startswith("RINGFENCE_") and name not in known)
 
 
 def load_settings(overrides: dict[str, Any] | None = None, environ: dict[str, str] | None = None) -> Settings:
@@ -130,7 +146,9 @@ def load_settings(overrides: dict[str, Any] | None = None, environ: dict[str, st
             values.update(tomllib.loads(config_path.read_text()))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"config file {config_path} is not valid TOML: {exc}") from None
-    values.update({field: env[name] for field, name in _ENV.items() if name in env})
+    for unknown in unknown_variables(env):
+        log.warning("%s is not a ringfence setting and is ignored (settings: %s)", unknown, ", ".join(ENV.values()))
+    values.update({field: _from_env(field, env[name]) for field, name in ENV.items() if name in env})
     values.update(given)
     values.setdefault("data_dir", data_dir)
     try:
