@@ -17,6 +17,7 @@ from fastapi.responses import RedirectResponse
 from ringfence import __version__
 from ringfence.api import errors
 from ringfence.api.environments_routes import router as environments_router
+from ringfence.api.frontdoor import FrontDoor
 from ringfence.api.routes import router
 from ringfence.api.sessions_routes import router as sessions_router
 from ringfence.net.addresses import AddressPolicy
@@ -72,6 +73,7 @@ def create_app(
     app.state.ceiling = ceiling or Limits()
     app.state.dialer = dialer or Dialer(AddressPolicy(), CachingResolver(StaticResolver({})))
     errors.install(app)
+    app.add_middleware(FrontDoor, store=store)
     app.include_router(router)
     app.include_router(sessions_router)
     app.include_router(environments_router)
