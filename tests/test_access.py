@@ -157,7 +157,7 @@ def test_the_console_answers_each_role_as_the_same_table_says(world: World, acti
         data = {**(form or {}), "csrf": csrf[1]}
         answer = client.get(path) if method == "GET" else client.post(path, data=data)
         refused = answer.status_code in (403, 404) or (
-            answer.status_code == 303 and "error=" in answer.headers.get("location", "")
+            answer.status_code == 303 and "flash=error" in answer.headers.get("location", "")
         )
         if action.console_shows is not None and answer.status_code == 200:
             refused = action.console_shows(world) not in answer.text

@@ -13,7 +13,6 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
@@ -130,8 +129,8 @@ def answer_signed_out(request: Request, _: Exception) -> Response:
     return _login()
 
 
-def answer_not_org_admin(_: Request, exc: Exception) -> Response:
-    return _back("/ui/org", error=str(exc))
+def answer_not_org_admin(request: Request, exc: Exception) -> Response:
+    return _back(request, "/ui/org", error=str(exc))
 
 
 Viewer = Annotated[_Viewer, Depends(signed_in_viewer)]
@@ -140,19 +139,29 @@ OrgAdminForm = Annotated[_Viewer, Depends(org_admin_form)]
 
 
 def _page(request: Request, viewer: _Viewer, name: str, status: int = 200, **values: Any) -> HTMLResponse:
-    values.setdefault("error", request.query_params.get("error"))
-    values.setdefault("notice", request.query_params.get("notice"))
-    return templates.TemplateResponse(
+    shown = signin.flash(request) if request.query_params.get("flash") else None
+    if shown is not None:
+        values.setdefault(shown[0], shown[1])
+    page = templates.TemplateResponse(
         request,
         name,
         {"viewer": viewer, "csrf": signin.csrf_token(request), "sandboxes": _manager(request) is not None, **values},
         status_code=status,
     )
+    if request.cookies.get(signin.FLASH):
+        page.delete_cookie(signin.FLASH, path="/ui")
+    return page
 
 
-def _back(path: str, *, error: str | None = None, notice: str | None = None) -> RedirectResponse:
-    query = urlencode({k: v for k, v in (("error", error), ("notice", notice)) if v})
-    return RedirectResponse(f"{path}?{query}" if query else path, status_code=303)
+def _back(request: Request, path: str, *, error: str | None = None, notice: str | None = None) -> Response:
+    """Back to a console page, with a message for it in a signed cookie; the address says only that there is one
+    (`?flash=error` or `?flash=notice`), never its words."""
+    kind, text = ("error", error) if error else ("notice", notice) if notice else (None, None)
+    if kind is None or text is None:
+        return RedirectResponse(path, status_code=303)
+    response = RedirectResponse(f"{path}?flash={kind}", status_code=303)
+    signin.set_flash(response, request, kind, text)
+    return response
 
 
 def _login() -> RedirectResponse:
@@ -174,11 +183,15 @@ def _problem(exc: Exception) -> str:
 
 @router.get("/login", response_class=HTMLResponse)
 def login_page(request: Request) -> HTMLResponse:
-    return templates.TemplateResponse(request, "login.html", {"error": request.query_params.get("error")})
+    return templates.TemplateResponse(request, "login.html", {"error": None})
 
 
 @router.post("/login")
 def login(request: Request, token: str = Form(...)) -> Response:
+    if not signin.same_site(request):  # login CSRF: another site signing this browser in as someone else
+        return templates.TemplateResponse(
+            request, "login.html", {"error": "sign in from this console's own page"}, status_code=403
+        )
     found = accounts.authenticate(_store(request), token.strip())
     if found is None:
         return templates.TemplateResponse(
@@ -245,13 +258,13 @@ async def start_session(
 ) -> Response:
     manager = _manager(request)
     if manager is None:
-        return _back("/ui/", error="this server runs no sandboxes: sessions are not available here")
+        return _back(request, "/ui/", error="this server runs no sandboxes: sessions are not available here")
     try:
         env, env_id = resolve_environment(_store(request), viewer.user, environment)
         live = await manager.start(Caller(viewer.user.id, viewer.key.id), repository_id, env, environment_id=env_id)
     except Exception as exc:  # every refusal is shown on the page, by its own words
-        return _back("/ui/", error=_problem(exc))
-    return _back(f"/ui/sessions/{live.id}", notice=f"session started on branch {live.branch}")
+        return _back(request, "/ui/", error=_problem(exc))
+    return _back(request, f"/ui/sessions/{live.id}", notice=f"session started on branch {live.branch}")
 
 
 def _own(request: Request, viewer: _Viewer, session_id: str) -> Session:
@@ -327,8 +340,8 @@ async def end_session(request: Request, viewer: FormViewer, session_id: str) -> 
             raise NotFound("this server runs no sandboxes")
         commit = await manager.end(session_id)
     except Exception as exc:
-        return _back(f"/ui/sessions/{session_id}", error=_problem(exc))
-    return _back(f"/ui/sessions/{session_id}", notice=f"pushed {commit[:12]} to ringfence/{session_id}")
+        return _back(request, f"/ui/sessions/{session_id}", error=_problem(exc))
+    return _back(request, f"/ui/sessions/{session_id}", notice=f"pushed {commit[:12]} to ringfence/{session_id}")
 
 
 @router.post("/sessions/{session_id}/delete")
@@ -343,8 +356,8 @@ async def delete_session(request: Request, viewer: FormViewer, session_id: str, 
         else:
             content.delete_session(_store(request), session_id, _now(request), actor=viewer.user.id)
     except Exception as exc:
-        return _back("/ui/", error=_problem(exc))
-    return _back("/ui/", notice=f"session {session_id} deleted: its content is unreadable")
+        return _back(request, "/ui/", error=_problem(exc))
+    return _back(request, "/ui/", notice=f"session {session_id} deleted: its content is unreadable")
 
 
 @router.post("/sessions/{session_id}/feedback")
@@ -354,22 +367,22 @@ def feedback(request: Request, viewer: FormViewer, session_id: str, comment: str
     try:
         made = content.send_feedback(store, session_id, comment, _now(request), actor=viewer.user.id)
     except Exception as exc:
-        return _back(f"/ui/sessions/{session_id}", error=_problem(exc))
+        return _back(request, f"/ui/sessions/{session_id}", error=_problem(exc))
     until = format_time(made.delete_after)[:10]
-    return _back(f"/ui/sessions/{session_id}", notice=f"feedback sent with the transcript; kept until {until}")
+    return _back(request, f"/ui/sessions/{session_id}", notice=f"feedback sent with the transcript; kept until {until}")
 
 
 @router.post("/sessions/{session_id}/rating")
 def rating(request: Request, viewer: FormViewer, session_id: str, value: str = Form(...)) -> Response:
     _own(request, viewer, session_id)
     if value not in ("1", "2", "3", "dismiss"):
-        return _back(f"/ui/sessions/{session_id}", error=f"rating {value!r} is not 1, 2, 3 or dismiss")
+        return _back(request, f"/ui/sessions/{session_id}", error=f"rating {value!r} is not 1, 2, 3 or dismiss")
     try:
         given: int | str = value if value == "dismiss" else int(value)
         content.rate(_store(request), session_id, given, _now(request), actor=viewer.user.id)
     except Exception as exc:
-        return _back(f"/ui/sessions/{session_id}", error=_problem(exc))
-    return _back(f"/ui/sessions/{session_id}", notice=f"rated {value}: only the rating is stored")
+        return _back(request, f"/ui/sessions/{session_id}", error=_problem(exc))
+    return _back(request, f"/ui/sessions/{session_id}", notice=f"rated {value}: only the rating is stored")
 
 
 # --- data flow -----------------------------------------------------------------------------------------------
@@ -445,8 +458,8 @@ def set_training(request: Request, viewer: FormViewer, enabled: str = Form(...))
     try:
         accounts.set_training(_store(request), viewer.user.id, enabled == "on", _now(request), actor=viewer.user.id)
     except Exception as exc:
-        return _back("/ui/privacy", error=_problem(exc))
-    return _back("/ui/privacy", notice=f"training turned {'on' if enabled == 'on' else 'off'}")
+        return _back(request, "/ui/privacy", error=_problem(exc))
+    return _back(request, "/ui/privacy", notice=f"training turned {'on' if enabled == 'on' else 'off'}")
 
 
 # --- environments and the organization -----------------------------------------------------------------------
@@ -485,7 +498,9 @@ def save_environment(
     workspace: str = Form(""),
 ) -> Response:
     if not viewer.manages_account:
-        return _back("/ui/environments", error=f"only an admin of organization {viewer.user.org_id} manages these")
+        return _back(
+            request, "/ui/environments", error=f"only an admin of organization {viewer.user.org_id} manages these"
+        )
     raw: dict[str, Any] = {
         "network": network,
         "allow": _lines(allow),
@@ -512,24 +527,26 @@ def save_environment(
             environments.create_environment(store, viewer.user.account_id, name, settings, now, actor=viewer.user.id)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors())
-        return _back("/ui/environments", error=problems)
+        return _back(request, "/ui/environments", error=problems)
     except ValueError as exc:
-        return _back("/ui/environments", error=str(exc))
+        return _back(request, "/ui/environments", error=str(exc))
     except Exception as exc:
-        return _back("/ui/environments", error=_problem(exc))
-    return _back("/ui/environments", notice=f"environment {name} saved")
+        return _back(request, "/ui/environments", error=_problem(exc))
+    return _back(request, "/ui/environments", notice=f"environment {name} saved")
 
 
 @router.post("/environments/{name}/delete")
 def delete_environment(request: Request, viewer: FormViewer, name: str) -> Response:
     if not viewer.manages_account:
-        return _back("/ui/environments", error=f"only an admin of organization {viewer.user.org_id} manages these")
+        return _back(
+            request, "/ui/environments", error=f"only an admin of organization {viewer.user.org_id} manages these"
+        )
     try:
         environments.delete_environment(_store(request), viewer.user.account_id, name, _now(request),
                                         actor=viewer.user.id)  # fmt: skip
     except Exception as exc:
-        return _back("/ui/environments", error=_problem(exc))
-    return _back("/ui/environments", notice=f"environment {name} deleted")
+        return _back(request, "/ui/environments", error=_problem(exc))
+    return _back(request, "/ui/environments", notice=f"environment {name} deleted")
 
 
 @router.get("/org", response_class=HTMLResponse)
@@ -560,8 +577,8 @@ def org_switches(request: Request, viewer: OrgAdminForm, switch: str = Form(...)
         accounts.set_org_switch(_store(request), viewer.org, switch, enabled == "on", _now(request),
                                 actor=viewer.user.id)  # fmt: skip
     except Exception as exc:
-        return _back("/ui/org", error=_problem(exc))
-    return _back("/ui/org", notice=f"{switch.upper()} turned {'on' if enabled == 'on' else 'off'}")
+        return _back(request, "/ui/org", error=_problem(exc))
+    return _back(request, "/ui/org", notice=f"{switch.upper()} turned {'on' if enabled == 'on' else 'off'}")
 
 
 @router.post("/org/verify")
@@ -572,8 +589,8 @@ def verify_audit(request: Request, viewer: OrgAdminForm) -> Response:
         request.app.state.audit_checks = {}
     request.app.state.audit_checks["last"] = {"at": _now(request), "result": result}
     if result.ok:
-        return _back("/ui/org", notice=f"audit chain intact: {result.count} records")
-    return _back("/ui/org", error=f"audit chain broken: {result.problem}")
+        return _back(request, "/ui/org", notice=f"audit chain intact: {result.count} records")
+    return _back(request, "/ui/org", error=f"audit chain broken: {result.problem}")
 
 
 def _member(request: Request, org_id: str, user_id: str) -> User:
@@ -591,8 +608,8 @@ def add_member(request: Request, viewer: OrgAdminForm, name: str = Form(...), ad
         made = accounts.create_user(_store(request), name, _now(request), actor=viewer.user.id, org_id=org_id,
                                     org_admin=admin == "on")  # fmt: skip
     except Exception as exc:
-        return _back("/ui/org", error=_problem(exc))
-    return _back("/ui/org", notice=f"member {made.name} added ({made.id}); make them a token below")
+        return _back(request, "/ui/org", error=_problem(exc))
+    return _back(request, "/ui/org", notice=f"member {made.name} added ({made.id}); make them a token below")
 
 
 @router.post("/org/members/{user_id}/tokens", response_class=HTMLResponse)
@@ -604,7 +621,7 @@ def make_token(request: Request, viewer: OrgAdminForm, user_id: str, name: str =
         access.check_mint_key(viewer.user, member)  # the one rule, as the API applies it
         key, token = accounts.create_api_key(_store(request), member.id, name, _now(request), actor=viewer.user.id)
     except Exception as exc:
-        return _back("/ui/org", error=_problem(exc))
+        return _back(request, "/ui/org", error=_problem(exc))
     page = _page(request, viewer, "token.html", member=member, key=key, token=token.reveal())
     page.headers["Cache-Control"] = "no-store"
     return page
@@ -618,5 +635,5 @@ def revoke_token(request: Request, viewer: OrgAdminForm, user_id: str, key_id: s
         access.check_revoke_key(viewer.user, member)
         accounts.revoke_api_key(_store(request), member.id, key_id, _now(request), actor=viewer.user.id)
     except Exception as exc:
-        return _back("/ui/org", error=_problem(exc))
-    return _back("/ui/org", notice=f"token {key_id} of {member.name} revoked")
+        return _back(request, "/ui/org", error=_problem(exc))
+    return _back(request, "/ui/org", notice=f"token {key_id} of {member.name} revoked")

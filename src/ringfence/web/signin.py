@@ -8,8 +8,10 @@ exactly as the API checks a bearer token, so a revoked key signs the console out
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
+import json
 import secrets
 
 from fastapi import Request, Response
@@ -65,3 +67,40 @@ def sign_in(response: Response, request: Request, token: str) -> None:
 
 def sign_out(response: Response) -> None:
     response.delete_cookie(COOKIE, path="/ui")
+
+
+def same_site(request: Request) -> bool:
+    """Whether a request came from this console's own pages: a browser names a cross-site sender in `Origin` and
+    `Sec-Fetch-Site`; a request without either (a script, curl) is not a browser being used against its user."""
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site is not None and fetch_site not in ("same-origin", "none"):
+        return False
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True
+    return origin == f"{request.url.scheme}://{request.headers.get('host', '')}"
+
+
+# A message to show on the next page: carried in a signed cookie, never in the address, so no text a link chose is
+# ever shown (a crafted `?error=` link cannot put words on the console's pages).
+FLASH = "rf_flash"
+_FLASH_KINDS = ("error", "notice")
+
+
+def set_flash(response: Response, request: Request, kind: str, text: str) -> None:
+    payload = base64.urlsafe_b64encode(json.dumps([kind, text[:1500]]).encode()).decode()
+    mac = hmac.new(request.app.state.console_key, payload.encode(), hashlib.sha256).hexdigest()
+    response.set_cookie(FLASH, f"{payload}.{mac}", httponly=True, samesite="strict", path="/ui", max_age=60,
+                        secure=request.url.scheme == "https")  # fmt: skip
+
+
+def flash(request: Request) -> tuple[str, str] | None:
+    """The (kind, text) the previous answer left for this page, if its signature holds."""
+    payload, _, mac = request.cookies.get(FLASH, "").partition(".")
+    if not payload:
+        return None
+    expected = hmac.new(request.app.state.console_key, payload.encode(), hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(mac, expected):
+        return None
+    kind, text = json.loads(base64.urlsafe_b64decode(payload))
+    return (kind, text) if kind in _FLASH_KINDS and isinstance(text, str) else None
