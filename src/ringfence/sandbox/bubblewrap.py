@@ -19,7 +19,7 @@ import stat
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
-from ringfence.sandbox import diskimage, seccomp_filter, workspace
+from ringfence.sandbox import diskimage, seccomp_filter, uids, workspace
 from ringfence.sandbox.bridge import Bridge
 from ringfence.sandbox.cgroups import SandboxCgroup, detect
 from ringfence.sandbox.mounts import MountPlan, options_file
@@ -27,8 +27,6 @@ from ringfence.sandbox.procs import kill_listed, kill_uid
 from ringfence.sandbox.spec import Completed, Exit, Output, SandboxError, SandboxSpec
 from ringfence.store.ids import new_id
 
-UID_BASE = 160_000  # host uids of sandboxes: UID_BASE .. UID_BASE + UID_POOL - 1 (no /etc/passwd entry needed)
-UID_POOL = 30_000
 OWNER_FILE = "owner"  # "<pid> <start time>" of the ringfence process that made the sandbox
 _CHUNK = 64 * 1024
 log = logging.getLogger("ringfence.sandbox")
@@ -270,7 +268,12 @@ class BubblewrapSandbox:
 class BubblewrapBackend:
     """Sandboxes under `root` (one directory each). `rootfs` is where the read-only system comes from."""
 
-    def __init__(self, root: Path, *, rootfs: Path = Path("/"), bwrap: str | None = None) -> None:
+    def __init__(
+        self, root: Path, *, rootfs: Path = Path("/"), bwrap: str | None = None, uid_claims: Path = uids.CLAIMS
+    ) -> None:
+        """`uid_claims`: where sandbox uids are claimed on this host (every ringfence process of the host must use
+        the same directory, so that none hands out a uid another holds)."""
+        self.uid_claims = uid_claims
         found = bwrap or shutil.which("bwrap")
         if found is None:
             raise SandboxError("bubblewrap (bwrap) is not installed: make installs the 'bubblewrap' package")
@@ -297,7 +300,7 @@ class BubblewrapBackend:
                         f"(mode {stat.S_IMODE(ancestor.stat().st_mode):04o}); choose a sandbox directory outside "
                         "it (e.g. /var/lib/ringfence-sandboxes) or chmod o+x it"
                     )
-        self._uids: dict[str, int | None] = {}
+        self._uids: dict[str, uids.UidClaim] = {}
         self._setpriv = shutil.which("setpriv") if self._as_root else None
         if self._as_root and self._setpriv is None:
             raise SandboxError("setpriv (util-linux) is needed to run sandboxes under their own uid")
@@ -315,19 +318,19 @@ class BubblewrapBackend:
         assert self._setpriv is not None
         return [self._setpriv, f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--"]
 
-    def _allocate_uid(self) -> int | None:
+    def _allocate_uid(self, sandbox_id: str) -> int | None:
+        """A uid claimed on the host (ringfence.sandbox.uids), held until `_release`: no other ringfence process,
+        a `sandbox exec` beside the server included, can hand it out meanwhile."""
         if not self._as_root:
             return None  # unprivileged already; the user namespace maps us to uid 1000 inside
-        # No /proc scan needed: destroy kills every process of a uid before releasing it, and reconcile does the
-        # same for uids left over by a previous server.
-        used = {u for u in self._uids.values() if u is not None} | self._stale
-        for uid in range(UID_BASE, UID_BASE + UID_POOL):
-            if uid not in used:
-                return uid
-        raise SandboxError(f"all {UID_POOL} sandbox uids are in use")
+        claimed = uids.claim(skip=self._stale, directory=self.uid_claims)
+        self._uids[sandbox_id] = claimed
+        return claimed.uid
 
     def _release(self, sandbox_id: str) -> None:
-        self._uids.pop(sandbox_id, None)
+        claimed = self._uids.pop(sandbox_id, None)
+        if claimed is not None:
+            claimed.release()
 
     def _operator_uid(self, workspace_path: Path) -> int | None:
         """Who runs in an operator's workspace: its owner (never root), or nobody new when we are not root."""
@@ -355,9 +358,7 @@ class BubblewrapBackend:
         `workspace` (kept, and its owner's uid runs the commands): a bubblewrap-only option, for `sandbox exec`."""
         sandbox_id = new_id("sbx")
         operator = workspace.resolve() if workspace is not None else None
-        uid = self._allocate_uid() if operator is None else self._operator_uid(operator)
-        if operator is None:
-            self._uids[sandbox_id] = uid
+        uid = self._allocate_uid(sandbox_id) if operator is None else self._operator_uid(operator)
         directory = self.root / sandbox_id
         mounted = False
         try:
@@ -402,7 +403,7 @@ class BubblewrapBackend:
                     continue
             with contextlib.suppress(FileNotFoundError):
                 owner = (entry / "workspace").stat().st_uid
-                if self._as_root and UID_BASE <= owner < UID_BASE + UID_POOL:
+                if self._as_root and uids.in_pool(owner) and not uids.claimed_elsewhere(owner, self.uid_claims):
                     kill_uid(owner)
                 self._stale.discard(owner)
             for point in diskimage.mounted_under(entry):
