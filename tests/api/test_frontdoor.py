@@ -23,6 +23,7 @@ from ringfence.api.frontdoor import DEFAULT_CAP, MAX_DEPTH, json_too_deep
 from ringfence.store import accounts
 from ringfence.store.db import Store
 from tests.conftest import T0
+from tests.egress.harness import read_all
 from tests.servers import free_port, serving
 
 CHUNK = 64 * 1024
@@ -106,7 +107,7 @@ def test_a_declared_length_over_the_cap_is_refused_before_the_body(store: Store,
                 f"POST /v1/users HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
                 f"Content-Type: application/json\r\nContent-Length: {100 * 2**20}\r\n\r\n".encode()
             )
-            answer = sock.recv(65536)  # nothing of the body was sent
+            answer = read_all(sock)  # nothing of the body was sent: the server answers and closes
         assert answer.startswith(b"HTTP/1.1 413") and str(DEFAULT_CAP).encode() in answer
         chunked = b"POST /v1/users HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + token.encode()
         chunked += b"\r\nTransfer-Encoding: chunked\r\nContent-Type: application/json\r\n\r\n"
@@ -147,3 +148,33 @@ def test_the_depth_check_agrees_with_the_parser(value: Any) -> None:
 def test_strings_and_escapes_do_not_count_as_nesting() -> None:
     assert not json_too_deep(b'{"a": "[[[[[[[[[[", "b": "\\"[[[["}', 2)
     assert json_too_deep(b'{"a": "\\\\", "b": [[[]]]}', 3)
+
+
+def test_a_head_sent_one_byte_at_a_time_is_cut_off(store: Store) -> None:
+    """Slowloris: every byte used to reset uvicorn's idle timer; now the whole head has a deadline."""
+    with serving(create_app(store, clock=lambda: T0), head_timeout=1.0) as base:
+        port = int(base.rsplit(":", 1)[1])
+        head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 100
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sent, closed = 0, False
+            for byte in head:  # 0.1 s a byte: 12 s for the whole head, if the server waited
+                try:
+                    sock.sendall(bytes([byte]))
+                except OSError:
+                    closed = True
+                    break
+                sent += 1
+                readable, _, _ = select.select([sock], [], [], 0.1)
+                if readable and sock.recv(1024) == b"":
+                    closed = True
+                    break
+        assert closed and sent < len(head)
+        # a client that sends its head at once is served, on the same server, again and again on one connection
+        with httpx.Client(base_url=base) as client:
+            assert [client.get("/healthz").status_code for _ in range(3)] == [200, 200, 200]
+
+
+def test_a_head_over_the_size_bound_is_refused(store: Store) -> None:
+    with serving(create_app(store, clock=lambda: T0)) as base:
+        answer = httpx.get(f"{base}/healthz", headers={"X-Big": "a" * 20_000})
+    assert answer.status_code in (400, 431)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-import threading
 from collections.abc import Iterator
 
 import httpx
@@ -21,35 +20,21 @@ from ringfence.net.resolve import CachingResolver, StaticResolver
 from ringfence.store import accounts
 from ringfence.store.db import Store
 from tests.conftest import T0
-from tests.egress.harness import header, read_all, status_of
+from tests.egress.harness import RawUpstream, header, read_all, status_of
 from tests.gateway.test_git_gateway import GatewayHarness
 from tests.servers import serving
 
 PUBLIC_ONLY = Dialer(AddressPolicy.parse([]), CachingResolver(StaticResolver({})))
 
 
-class InternalService:
+class InternalService(RawUpstream):
     """A listener on loopback standing in for the operator's internal service: it counts who connects."""
 
-    def __init__(self, host: str = "127.0.0.1") -> None:
-        self.sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-        self.sock.bind((host, 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.accepted = 0
-        threading.Thread(target=self._serve, daemon=True).start()
+    accepted = 0
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.accepted += 1
-            conn.close()
-
-    def close(self) -> None:
-        self.sock.close()
+    def _accepted(self, conn: socket.socket) -> None:
+        self.accepted += 1
+        super()._accepted(conn)
 
 
 @pytest.fixture

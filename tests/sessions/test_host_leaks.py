@@ -33,7 +33,7 @@ def test_b7_a_sessions_sandbox_sees_nothing_of_the_host(
     repo = accounts.connect_repository(store, user.id, f"{host.url}/acme/widgets.git", NOW, actor="t")
 
     async def go() -> Any:
-        manager = _manager(store, backend, host, tmp_path)
+        manager = await _manager(store, backend, host, tmp_path)
         try:
             live = await manager.start(caller(store, user.id), repo.id, Environment(network="trusted"))
             [scan] = await probe(live.sandbox, ("proc_scan",))

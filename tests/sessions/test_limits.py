@@ -13,24 +13,18 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ringfence.egress.proxy import EgressProxy
-from ringfence.gateway.credentials import StaticToken
-from ringfence.gateway.git_proxy import Gateway
-from ringfence.net.addresses import AddressPolicy
-from ringfence.net.resolve import CachingResolver, StaticResolver
 from ringfence.sandbox import BubblewrapBackend, Exit, Limits, Output
 from ringfence.sandbox.spec import LimitRequest
 from ringfence.server import create_app
-from ringfence.sessions.manager import Environment, RepositoryHost, SessionManager
+from ringfence.sessions.manager import Environment, SessionManager
 from ringfence.store import accounts
-from ringfence.store.crypto import Secret
 from ringfence.store.db import Store
 from ringfence.store.errors import Invalid
 from tests.conftest import T0
-from tests.gateway.git_host import GitHost, loopback_dialer
+from tests.gateway.git_host import GitHost
 from tests.sandbox.conftest import backend, sandbox_root  # noqa: F401 (fixtures)
 from tests.servers import serving
-from tests.sessions.test_manager import NOW, TOKEN, caller, host  # noqa: F401 (fixture)
+from tests.sessions.test_manager import NOW, caller, host, manager_for  # noqa: F401 (fixture)
 
 MiB = 2**20
 CEILING = Limits(memory_bytes=256 * MiB, pids=128, timeout_seconds=30, workspace_bytes=256 * MiB, cpu_weight=100)
@@ -74,12 +68,8 @@ def test_an_environment_above_a_ceiling_is_refused_through_the_api_and_the_conso
             assert [e["name"] for e in httpx.get(f"{base}/v1/environments", headers=auth).json()] == ["nulls"]
 
 
-def _manager(store: Store, backend: BubblewrapBackend, host: GitHost, tmp_path: Path) -> SessionManager:  # noqa: F811
-    egress = EgressProxy(AddressPolicy.parse([]), CachingResolver(StaticResolver({})))
-    return SessionManager(
-        store, backend, tmp_path / "run", egress, Gateway(dialer=loopback_dialer()),
-        RepositoryHost(host.url, lambda _r: StaticToken("basic", Secret(TOKEN))), lambda: NOW, ceiling=CEILING,
-    )  # fmt: skip
+async def _manager(store: Store, backend: BubblewrapBackend, host: GitHost, tmp_path: Path) -> SessionManager:  # noqa: F811
+    return await manager_for(store, backend, host, tmp_path, ceiling=CEILING)
 
 
 def test_a_session_above_a_lowered_ceiling_is_refused_at_start(
@@ -93,7 +83,7 @@ def test_a_session_above_a_lowered_ceiling_is_refused_at_start(
     env = Environment(network="none", limits=LimitRequest(pids=500))
 
     async def go() -> None:
-        manager = _manager(store, backend, host, tmp_path)
+        manager = await _manager(store, backend, host, tmp_path)
         try:
             with pytest.raises(Invalid, match=r"limits\.pids: 500 is above this server's ceiling of 128"):
                 await manager.start(caller(store, user.id), repo.id, env)
@@ -159,7 +149,7 @@ def test_a_session_gets_exactly_its_limits_measured_from_inside(
         return out.decode(errors="replace"), final
 
     async def go() -> list[tuple[str, Exit]]:
-        manager = _manager(store, backend, host, tmp_path)
+        manager = await _manager(store, backend, host, tmp_path)
         try:
             live = await manager.start(caller(store, user.id), repo.id, env)
             results = [

@@ -17,7 +17,7 @@ from ringfence.gateway.credentials import StaticToken
 from ringfence.gateway.git_proxy import Gateway
 from ringfence.net.addresses import AddressPolicy
 from ringfence.net.resolve import CachingResolver, StaticResolver
-from ringfence.sandbox import BubblewrapBackend, Output
+from ringfence.sandbox import BubblewrapBackend, Limits, Output
 from ringfence.sessions.manager import Caller, Environment, RepositoryHost, SessionManager
 from ringfence.store import accounts, content
 from ringfence.store.crypto import Secret
@@ -39,7 +39,13 @@ def host(tmp_path: Path) -> Iterator[GitHost]:
     server.close()
 
 
-async def manager_for(store: Store, backend: BubblewrapBackend, host: GitHost, tmp_path: Path) -> SessionManager:  # noqa: F811
+async def manager_for(
+    store: Store,
+    backend: BubblewrapBackend,  # noqa: F811
+    host: GitHost,
+    tmp_path: Path,
+    ceiling: Limits | None = None,
+) -> SessionManager:
     egress = EgressProxy(
         AddressPolicy.parse(["127.0.0.1/32"]), CachingResolver(StaticResolver({"ok.example": ["127.0.0.1"]}))
     )
@@ -51,6 +57,7 @@ async def manager_for(store: Store, backend: BubblewrapBackend, host: GitHost, t
         Gateway(dialer=loopback_dialer()),
         RepositoryHost(host.url, lambda _repo: StaticToken("basic", Secret(TOKEN))),
         lambda: NOW,
+        ceiling=ceiling,
     )
 
 

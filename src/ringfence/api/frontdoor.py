@@ -25,6 +25,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 KiB, MiB = 2**10, 2**20
 DEFAULT_CAP = 256 * KiB
+MAX_HEAD_BYTES = 16 * KiB  # the request line and headers (ringfence.api.http_server bounds them while they arrive)
 MAX_DEPTH = 64
 # Routes that need more than the default, by method and path pattern (first match wins).
 CAPS: tuple[tuple[str, re.Pattern[str], int], ...] = (
@@ -129,6 +130,10 @@ class FrontDoor:
                 message["headers"] = [*message.get("headers", []), *added]
             await raw_send(message)
 
+        head = len(scope.get("raw_path") or b"") + sum(len(n) + len(v) + 4 for n, v in scope.get("headers", []))
+        if head > MAX_HEAD_BYTES:  # h11 bounds a head that arrives in pieces; this one came whole
+            await _refuse(send, 431, "too_large", f"the request's head is over {MAX_HEAD_BYTES} bytes")
+            return
         if scope["method"] not in BODY_METHODS:
             await self.app(scope, receive, send)
             return

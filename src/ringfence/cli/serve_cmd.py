@@ -17,7 +17,7 @@ from ringfence.cli.common import DataDir, now, reports_errors, settings, store_f
 from ringfence.cli.console import err, out
 from ringfence.config import Settings
 from ringfence.sandbox import BubblewrapBackend, SandboxError
-from ringfence.server import create_app
+from ringfence.server import create_app, http_config
 from ringfence.sessions.demo import start_demo
 from ringfence.sessions.embedded import embedded_sessions, upstream_dialer
 from ringfence.store import accounts
@@ -111,7 +111,7 @@ def serve(
     # collector's scans, so collections stay short while pages and proxies run (measured: docs/benchmarks.md).
     gc.collect()
     gc.freeze()
-    uvicorn.run(app, host=host.strip("[]"), port=int(port), log_level="info")
+    uvicorn.Server(http_config(app, host.strip("[]"), int(port), log_level="info")).run()
 
 
 def sandboxes_available(config: Settings) -> bool:
