@@ -2,10 +2,12 @@
 
 Owns: the claim of one uid of the sandbox range: an exclusive `flock` on `<claims>/<uid>.lock`, held by an open
 descriptor for as long as the sandbox lives. The kernel releases it when the descriptor is closed (destroy) or when
-its process dies (a crash), so a claim never outlives its holder and never needs cleaning by hand. A uid whose
-claim is free but which still runs processes (left by a holder that died) is swept before it is handed out: the
-free claim proves that no live ringfence process owns them. Lock files are never removed (removing one while
-another process opens it would let two claim the same uid); there is at most one small file per uid.
+its process dies (a crash), so a claim never outlives its holder and never needs cleaning by hand. A holder marks
+its lock file while it holds it and clears the mark when it releases cleanly (after destroy killed everything);
+a marked file found free means its holder died, so its uid's leftover processes are swept before the uid is
+handed out (the free claim proves that no live ringfence process owns them). The common case scans nothing.
+Lock files are never removed (removing one while another process opens it would let two claim the same uid);
+there is at most one small file per uid.
 """
 
 from __future__ import annotations
@@ -31,8 +33,10 @@ class UidClaim:
         self.uid, self._fd = uid, fd
 
     def release(self) -> None:
+        """Give the uid back; the caller has ended every process of it (destroy)."""
         if self._fd is not None:
             with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, 0)  # a clean release: the next holder need not sweep
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None  # type: ignore[assignment]
@@ -57,8 +61,13 @@ def claim(skip: Collection[int] = (), directory: Path = CLAIMS) -> UidClaim:
         except BaseException:
             os.close(fd)
             raise
-        if processes_of(uid):  # left by a holder that died: ours now, so end them before anything runs as it
-            kill_uid(uid)
+        try:
+            if os.fstat(fd).st_size and processes_of(uid):  # a holder died holding it: end what it left
+                kill_uid(uid)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)  # held (cleared at a clean release)
+        except BaseException:
+            os.close(fd)
+            raise
         return UidClaim(uid, fd)
     raise SandboxError(f"all {UID_POOL} sandbox uids are in use on this host")
 
