@@ -21,7 +21,7 @@ import pytest
 from ringfence import access
 from ringfence.policy import PolicyRules
 from ringfence.server import create_app
-from ringfence.store import accounts, content
+from ringfence.store import accounts, content, environments
 from ringfence.store.db import Store, open_store
 from ringfence.store.models import User
 from tests.conftest import T0
@@ -45,6 +45,15 @@ class World:
         key, _ = accounts.create_api_key(self.store, self.users["owner"].id, "spare", T0, actor="t")
         return key.id
 
+    def fresh_session(self) -> str:
+        """A session of the owner's for an action that ends it (the shared one stays for the others)."""
+        return content.start_session(self.store, self.users["owner"].id, T0, repository_id=None).id
+
+    def fresh_repository(self) -> str:
+        self.repos = getattr(self, "repos", 0) + 1
+        url = f"https://git.example/owner/r{self.repos}"
+        return accounts.connect_repository(self.store, self.users["owner"].id, url, T0, actor="t").id
+
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, rules: PolicyRules) -> Iterator[World]:
@@ -63,6 +72,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, rules: PolicyRules) -> Itera
     tokens = {role: accounts.create_api_key(store, u.id, "t", T0, actor="t")[1].reveal() for role, u in users.items()}
     session = content.start_session(store, users["owner"].id, T0, repository_id=None)
     content.put_content(store, session.id, "prompt", SECRET_PROMPT, T0, turn=1)
+    environments.create_environment(store, org_a.id, "shared", {"network": "none"}, T0, actor="t")
     with serving(create_app(store, clock=lambda: T0)) as base:
         yield World(base, store, users, tokens, org_a.id, org_b.id, session.id)
     store.engine.dispose()
@@ -120,6 +130,22 @@ ACTIONS = [
            lambda w: ("GET", "/ui/org", None), console_shows=lambda w: w.session),
     Action("see the organization", frozenset({"owner", "member", "admin", "server_admin"}),
            lambda w: ("GET", f"/v1/organizations/{_ids(w)['a']}", None), None),
+    Action("read the organization's switch history", frozenset({"owner", "member", "admin", "server_admin"}),
+           lambda w: ("GET", f"/v1/organizations/{_ids(w)['a']}/settings/history", None), None),
+    Action("change the organization's switches", frozenset({"admin"}),
+           lambda w: ("PUT", f"/v1/organizations/{_ids(w)['a']}/settings", {"dpp": False}), None),
+    Action("send feedback on the session", frozenset({"owner"}),
+           lambda w: ("POST", f"/v1/sessions/{_ids(w)['s']}/feedback", {"comment": "x"}),
+           lambda w: ("POST", f"/ui/sessions/{_ids(w)['s']}/feedback", {"comment": "x"})),
+    Action("delete the session", frozenset({"owner"}),
+           lambda w: ("DELETE", f"/v1/sessions/{w.fresh_session()}", None),
+           lambda w: ("POST", f"/ui/sessions/{w.fresh_session()}/delete", {"confirm": "yes"})),
+    Action("disconnect the user's repository", frozenset({"owner"}),
+           lambda w: ("DELETE", f"/v1/users/{_ids(w)['u']}/repositories/{w.fresh_repository()}", None), None),
+    Action("see the organization's environment", frozenset({"owner", "member", "admin"}),
+           lambda w: ("GET", "/v1/environments/shared", None), None),
+    Action("replace the organization's environment", frozenset({"admin"}),
+           lambda w: ("PUT", "/v1/environments/shared", {"network": "none"}), None),
 ]  # fmt: skip
 
 
