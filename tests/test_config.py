@@ -76,6 +76,7 @@ SAMPLES: dict[str, tuple[str, object]] = {
     "sandbox_workspace_size": ("1G", "1G"),
     "sandbox_cpu_weight": ("50", 50),
     "sandbox_timeout_seconds": ("12", 12.0),
+    "sandbox_network_modes": ("none,trusted", ["none", "trusted"]),
     "egress_allow_ranges": ("10.1.0.0/16, 192.168.5.0/24", ["10.1.0.0/16", "192.168.5.0/24"]),
     "demo": ("false", False),
 }

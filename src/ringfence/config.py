@@ -50,6 +50,10 @@ class Settings(BaseModel):
     sandbox_workspace_size: str = Field("10G", description="workspace size per sandbox (a sparse disk image); 0: none")
     sandbox_cpu_weight: int = Field(100, ge=1, le=10_000, description="CPU share under contention; 100 is equal")
     sandbox_timeout_seconds: float = Field(600.0, gt=0, description="wall-clock limit of one command")
+    sandbox_network_modes: list[str] = Field(
+        default_factory=lambda: ["none", "trusted", "custom", "full"],
+        description="the network modes environments may use (for their agent and their setup script)",
+    )
     egress_allow_ranges: list[str] = Field(
         default_factory=list, description="CIDR ranges sessions may reach though not public (your own networks)"
     )
@@ -70,6 +74,14 @@ class Settings(BaseModel):
             parse_size(value)
         except SandboxError as exc:
             raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("sandbox_network_modes")
+    @classmethod
+    def _modes(cls, value: list[str]) -> list[str]:
+        unknown = [mode for mode in value if mode not in ("none", "trusted", "custom", "full")]
+        if unknown or not value:
+            raise ValueError(f"give one or more of none, trusted, custom, full (got {value!r})")
         return value
 
     @field_validator("egress_allow_ranges")

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from ringfence.egress.rules import RuleError
 from ringfence.sandbox import BubblewrapBackend, Exit, Limits, Output
 from ringfence.sandbox.spec import LimitRequest
 from ringfence.server import create_app
@@ -72,6 +73,26 @@ async def _manager(store: Store, backend: BubblewrapBackend, host: GitHost, tmp_
     return await manager_for(store, backend, host, tmp_path, ceiling=CEILING)
 
 
+@pytest.mark.parametrize("field", ["network", "setup_network"])
+def test_a_network_mode_the_operator_does_not_allow_is_refused(store: Store, field: str) -> None:
+    user = accounts.create_user(store, "u", T0, actor="t", plan="pro")
+    _, token = accounts.create_api_key(store, user.id, "t", T0, actor="t")
+    app = create_app(store, clock=lambda: T0, network_modes=["none", "trusted"])
+    with serving(app) as base:
+        auth = {"Authorization": f"Bearer {token.reveal()}"}
+        refused = httpx.post(f"{base}/v1/environments", json={"name": "open", field: "full"}, headers=auth)
+        assert refused.status_code == 422 and f"{field}: mode 'full' is not allowed" in refused.text
+        allowed = httpx.post(f"{base}/v1/environments", json={"name": "ok", field: "trusted"}, headers=auth)
+        assert allowed.status_code == 201
+        with httpx.Client(base_url=base, follow_redirects=True) as client:
+            client.post("/ui/login", data={"token": token.reveal()})
+            csrf = re.search(r'name="csrf" value="([0-9a-f]{64})"', client.get("/ui/environments").text)
+            assert csrf
+            page = client.post("/ui/environments", data={"name": "form", field: "full", "csrf": csrf[1]})
+            assert "is not allowed on this server" in page.text
+        assert [e["name"] for e in httpx.get(f"{base}/v1/environments", headers=auth).json()] == ["ok"]
+
+
 def test_a_session_above_a_lowered_ceiling_is_refused_at_start(
     store: Store,
     backend: BubblewrapBackend,  # noqa: F811
@@ -84,9 +105,12 @@ def test_a_session_above_a_lowered_ceiling_is_refused_at_start(
 
     async def go() -> None:
         manager = await _manager(store, backend, host, tmp_path)
+        manager.network_modes = frozenset({"none", "trusted"})
         try:
             with pytest.raises(Invalid, match=r"limits\.pids: 500 is above this server's ceiling of 128"):
                 await manager.start(caller(store, user.id), repo.id, env)
+            with pytest.raises(RuleError, match=r"network: mode 'full' is not allowed"):
+                await manager.start(caller(store, user.id), repo.id, Environment(network="full"))
         finally:
             await manager.shutdown()
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from datetime import UTC, datetime
 
 from fastapi import FastAPI
@@ -23,6 +23,7 @@ from ringfence.api.environments_routes import router as environments_router
 from ringfence.api.frontdoor import FrontDoor
 from ringfence.api.routes import router
 from ringfence.api.sessions_routes import router as sessions_router
+from ringfence.egress.rules import MODES
 from ringfence.net.addresses import AddressPolicy
 from ringfence.net.dial import Dialer
 from ringfence.net.resolve import CachingResolver, StaticResolver
@@ -46,6 +47,7 @@ def create_app(
     sessions: Callable[[], Awaitable[SessionManager]] | None = None,
     ceiling: Limits | None = None,
     dialer: Dialer | None = None,
+    network_modes: Collection[str] = MODES,
 ) -> FastAPI:
     """`sessions` builds the session manager inside the server's event loop (its proxies and sandboxes live
     there); without it, the session routes answer 503. `ceiling`: the operator's sandbox limits, which no
@@ -76,6 +78,7 @@ def create_app(
     app.state.store = store
     app.state.clock = clock
     app.state.ceiling = ceiling or Limits()
+    app.state.network_modes = frozenset(network_modes)
     app.state.dialer = dialer or Dialer(AddressPolicy(), CachingResolver(StaticResolver({})))
     errors.install(app)
     app.add_middleware(FrontDoor, store=store)

@@ -53,7 +53,7 @@ def env_out(row: Environment) -> dict[str, Any]:
 def _within_ceiling(settings: EnvironmentSettings, request: Request) -> EnvironmentSettings:
     """Refused (422, naming the limit and the ceiling) when it asks for more than the operator allows."""
     try:
-        settings.limits.within(request.app.state.ceiling)
+        settings.check_operator(request.app.state.ceiling, request.app.state.network_modes)
     except ValueError as exc:
         raise Invalid(str(exc)) from None
     return settings

@@ -105,6 +105,7 @@ def serve(
         sweep_interval=config.sweep_interval_seconds,
         sessions=sessions,
         ceiling=config.sandbox_limits(),
+        network_modes=config.sandbox_network_modes,
         dialer=dialer,
     )
     # What start-up made (modules, the ORM's metadata, the policy) lives as long as the server: kept out of the

@@ -9,7 +9,7 @@ every mode, after this decision (ringfence.net.dial).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -23,6 +23,15 @@ MODES: tuple[Mode, ...] = ("none", "trusted", "custom", "full")
 
 class RuleError(ValueError):
     """A host rule or policy that cannot be used; the message names the rule."""
+
+
+def check_mode_allowed(what: str, mode: str, allowed: Collection[str]) -> None:
+    """The operator's ceiling on network modes (setting `sandbox_network_modes`): an environment (its agent's and its
+    setup script's policies alike) may use only the modes it lists. The one rule, at save and at session start."""
+    if mode not in allowed:
+        raise RuleError(
+            f"{what}: mode {mode!r} is not allowed on this server (the operator allows {', '.join(sorted(allowed))})"
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -65,6 +65,7 @@ def embedded_sessions(
             StoreHosts(store),
             clock,
             ceiling=config.sandbox_limits(),
+            network_modes=config.sandbox_network_modes,
         )
         manager.closers += [egress_audit.close, gateway_audit.close]
         await manager.recover()  # sessions a crashed server left behind are marked interrupted (resumable)

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Collection
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
-from ringfence.egress.rules import RuleError, session_policy
+from ringfence.egress.rules import RuleError, check_mode_allowed, session_policy
 from ringfence.sandbox.spec import RESERVED_ENV, LimitRequest, Limits, SandboxError, grant, parse_size
 from ringfence.sessions.manager import AGENT_PATH, MODEL_ENV, Environment
 from ringfence.store import environments
@@ -136,6 +137,16 @@ class EnvironmentSettings(BaseModel):
             except RuleError as exc:
                 raise ValueError(f"{what}: {exc}") from None
         return self
+
+    def check_operator(self, ceiling: Limits, network_modes: Collection[str]) -> None:
+        """What the operator allows (T1): limits at most the ceilings, network modes among those allowed. A
+        ValueError naming the field and the ceiling otherwise. The same rules as a session's start."""
+        self.limits.within(ceiling)
+        for what, mode in (("network", self.network), ("setup_network", self.setup_network)):
+            try:
+                check_mode_allowed(what, mode, network_modes)
+            except RuleError as exc:
+                raise ValueError(str(exc)) from None
 
     def runtime(self, name: str) -> Environment:
         return Environment(

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 from ringfence.audit import AuditEntry
 from ringfence.egress.proxy import EgressProxy, ProxyLimits
-from ringfence.egress.rules import EgressPolicy, session_policy
+from ringfence.egress.rules import MODES, EgressPolicy, check_mode_allowed, session_policy
 from ringfence.gateway.credentials import CredentialSource, NoCredential, StoredToken
 from ringfence.gateway.git_proxy import Gateway, GitSession
 from ringfence.gateway.routes import Repository
@@ -160,12 +160,14 @@ class SessionManager:
         clock: Callable[[], datetime],
         *,
         ceiling: Limits | None = None,
+        network_modes: Collection[str] = MODES,
     ) -> None:
         """`ceiling`: the operator's sandbox limits (settings `sandbox_*`); every session's limits are at most
-        these (default: the packaged defaults)."""
+        these (default: the packaged defaults). `network_modes`: the modes its environments may use."""
         self.store, self.backend, self.egress, self.gateway, self.host = store, backend, egress, gateway, host
         self.runtime_dir, self.clock = runtime_dir, clock
         self.ceiling = ceiling or Limits()
+        self.network_modes = frozenset(network_modes)
         runtime_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.live: dict[str, LiveSession] = {}
         self.closers: list[Callable[[], Awaitable[None]]] = []  # run last at shutdown (e.g. audit writers)
@@ -196,6 +198,8 @@ class SessionManager:
         """Refuses bad rules and limits above the ceiling before anything is recorded; the limits to use."""
         session_policy(env.network, env.allow, env.deny)
         session_policy(env.setup_network, env.setup_allow, env.setup_deny)
+        check_mode_allowed(f"environment {env.name}: network", env.network, self.network_modes)
+        check_mode_allowed(f"environment {env.name}: setup_network", env.setup_network, self.network_modes)
         try:
             return grant(env.limits, self.ceiling)
         except SandboxError as exc:

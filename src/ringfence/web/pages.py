@@ -518,7 +518,7 @@ def save_environment(
     try:
         check_name(name)
         checked = EnvironmentSettings.model_validate(raw)
-        checked.limits.within(request.app.state.ceiling)  # the one rule, as the API applies it
+        checked.check_operator(request.app.state.ceiling, request.app.state.network_modes)  # as the API does
         settings = checked.model_dump()
         existing = {e.name for e in environments.list_environments(store, viewer.user.account_id)}
         if name in existing:
