@@ -26,6 +26,7 @@ from ringfence.gateway.credentials import (
 )
 from ringfence.gateway.routes import Repository
 from ringfence.store.crypto import Secret
+from tests.gateway.git_host import loopback_dialer
 
 KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 PEM = KEY.private_bytes(
@@ -131,7 +132,9 @@ def github() -> Iterator[FakeGitHub]:
 
 
 def tokens(url: str) -> GitHubInstallationTokens:
-    return GitHubInstallationTokens(GitHubApp("12345", Secret(PEM), url), Repository.parse("acme/widgets"))
+    return GitHubInstallationTokens(
+        GitHubApp("12345", Secret(PEM), url), Repository.parse("acme/widgets"), loopback_dialer()
+    )
 
 
 def basic_token(header: bytes) -> str:
@@ -183,8 +186,22 @@ def test_a_wrong_key_is_refused_by_the_host_and_reported_without_secrets(github:
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     source = GitHubInstallationTokens(
-        GitHubApp("12345", Secret(other.decode()), github.url), Repository.parse("acme/widgets")
+        GitHubApp("12345", Secret(other.decode()), github.url), Repository.parse("acme/widgets"), loopback_dialer()
     )
     with pytest.raises(CredentialError, match="HTTP 401") as refused:
         asyncio.run(source.authorization(datetime.now(UTC).timestamp()))
     assert "PRIVATE KEY" not in str(refused.value)
+
+
+def test_the_github_api_is_dialed_through_the_address_policy(github: FakeGitHub) -> None:
+    """T4: an API URL on an address the operator's policy refuses is never called, and the error says why."""
+    from ringfence.net.addresses import AddressPolicy
+    from ringfence.net.dial import Dialer
+    from ringfence.net.resolve import CachingResolver, StaticResolver
+
+    public_only = Dialer(AddressPolicy.parse([]), CachingResolver(StaticResolver({})))
+    source = GitHubInstallationTokens(GitHubApp("12345", Secret(PEM), github.url), Repository.parse("acme/widgets"),
+                                      public_only)  # fmt: skip
+    with pytest.raises(CredentialError, match=r"not reachable from this server: .*loopback"):
+        asyncio.run(source.authorization(datetime.now(UTC).timestamp()))
+    assert github.calls == []

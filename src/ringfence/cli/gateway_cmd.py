@@ -82,7 +82,10 @@ def serve(
                 raise ValueError("--github-app-id needs --github-key-file, and no --token-file")
             key = Secret(read_secret_file(github_key_file, "GitHub App key file"))
             redact.install(key)
-            credential = GitHubInstallationTokens(GitHubApp(github_app_id, key, github_api), repository)
+            trusted_api = Dialer(
+                AddressPolicy.parse([]), CachingResolver(DnsResolver()), endpoints=endpoints_of(github_api)
+            )
+            credential = GitHubInstallationTokens(GitHubApp(github_app_id, key, github_api), repository, trusted_api)
         else:
             if token_file is None:
                 raise ValueError("give --token-file (or --github-app-id with --github-key-file)")

@@ -13,18 +13,22 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import http.client
 import json
-import urllib.error
-import urllib.request
+import socket
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
+from urllib.parse import SplitResult, urlsplit
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from ringfence.gateway.routes import Repository
+from ringfence.net.dial import Dialer, DialRefused
+from ringfence.net.hostport import HostError, parse_target
 from ringfence.store.crypto import Secret
 
 API_VERSION = "2022-11-28"
@@ -119,23 +123,38 @@ class GitHubApp:
         return f"{header}.{payload}.{_b64url(signature)}"
 
 
-def _call(method: str, url: str, bearer: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+def _call(
+    sock: socket.socket, api: SplitResult, method: str, path: str, bearer: str, body: dict[str, Any] | None = None
+) -> tuple[int, Any]:
+    """One API call over `sock`, already connected by the gateway's Dialer to an address it judged (http.client
+    never dials: a name that rebinds between the check and the call cannot send it elsewhere)."""
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method)  # noqa: S310 (https API URL from config)
-    request.add_header("Accept", "application/vnd.github+json")
-    request.add_header("X-GitHub-Api-Version", API_VERSION)
-    request.add_header("User-Agent", "ringfence-gateway")
-    request.add_header("Authorization", f"Bearer {bearer}")
+    headers = {
+        "Accept": "application/vnd.github+json",
+        "X-GitHub-Api-Version": API_VERSION,
+        "User-Agent": "ringfence-gateway",
+        "Authorization": f"Bearer {bearer}",
+    }
     if data is not None:
-        request.add_header("Content-Type", "application/json")
+        headers["Content-Type"] = "application/json"
+    host = api.hostname or ""
+    connection = http.client.HTTPConnection(host, api.port, timeout=30)
     try:
-        with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310
-            raw = answer.read()
-            return answer.status, json.loads(raw) if raw else None
-    except urllib.error.HTTPError as exc:
-        return exc.code, None
-    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        sock.setblocking(True)
+        sock.settimeout(30)
+        if api.scheme == "https":
+            sock = ssl.create_default_context().wrap_socket(sock, server_hostname=host)
+        connection.sock = sock
+        connection.request(method, api.path.rstrip("/") + path, body=data, headers=headers)
+        answer = connection.getresponse()
+        raw = answer.read()
+        if answer.status >= 400:
+            return answer.status, None
+        return answer.status, json.loads(raw) if raw else None
+    except (http.client.HTTPException, TimeoutError, OSError, ValueError) as exc:
         raise CredentialError(f"GitHub API unreachable: {type(exc).__name__}") from None
+    finally:
+        connection.close()
 
 
 @dataclass
@@ -145,6 +164,7 @@ class GitHubInstallationTokens:
 
     app: GitHubApp
     repository: Repository
+    dialer: Dialer  # every call to the API goes through the address policy, as every dial of the gateway does
     margin: float = 300.0
     permissions: dict[str, str] = field(default_factory=lambda: dict(SESSION_PERMISSIONS))
     _token: Secret | None = None
@@ -152,20 +172,31 @@ class GitHubInstallationTokens:
     _installation: int | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
+    async def _request(
+        self, method: str, path: str, bearer: str, body: dict[str, Any] | None = None
+    ) -> tuple[int, Any]:
+        api = urlsplit(self.app.api_url)
+        try:
+            target = parse_target(api.netloc.rpartition("@")[2], default_port=443 if api.scheme == "https" else 80)
+            dialed = await self.dialer.connect(target)
+        except HostError as exc:
+            raise CredentialError(f"the GitHub API URL cannot be read: {exc}") from None
+        except DialRefused as exc:
+            raise CredentialError(f"the GitHub API is not reachable from this server: {exc.reason}") from None
+        return await asyncio.to_thread(_call, dialed.sock, api, method, path, bearer, body)
+
     async def _mint(self, now: float) -> None:
         jwt = self.app.jwt(now)
-        api = self.app.api_url.rstrip("/")
         if self._installation is None:
-            status, found = await asyncio.to_thread(
-                _call, "GET", f"{api}/repos/{self.repository.owner}/{self.repository.name}/installation", jwt
+            status, found = await self._request(
+                "GET", f"/repos/{self.repository.owner}/{self.repository.name}/installation", jwt
             )
             if status != 200 or not isinstance(found, dict) or not isinstance(found.get("id"), int):
                 raise CredentialError(f"the GitHub App is not installed on {self.repository} (HTTP {status})")
             self._installation = found["id"]
-        status, minted = await asyncio.to_thread(
-            _call,
+        status, minted = await self._request(
             "POST",
-            f"{api}/app/installations/{self._installation}/access_tokens",
+            f"/app/installations/{self._installation}/access_tokens",
             jwt,
             {"repositories": [self.repository.name], "permissions": self.permissions},
         )
@@ -186,6 +217,5 @@ class GitHubInstallationTokens:
     async def discard(self) -> None:
         async with self._lock:
             if self._token is not None:
-                api = self.app.api_url.rstrip("/")
-                await asyncio.to_thread(_call, "DELETE", f"{api}/installation/token", self._token.reveal())
+                await self._request("DELETE", "/installation/token", self._token.reveal())
             self._token, self._expires = None, 0.0
