@@ -49,6 +49,14 @@ class World:
         """A session of the owner's for an action that ends it (the shared one stays for the others)."""
         return content.start_session(self.store, self.users["owner"].id, T0, repository_id=None).id
 
+    def credentialed_repository(self) -> str:
+        from ringfence.store import credentials
+        from ringfence.store.crypto import Secret
+
+        repo = self.fresh_repository()
+        credentials.set_credential(self.store, repo, "bearer", Secret("t"), T0, actor="t")
+        return repo
+
     def fresh_repository(self) -> str:
         self.repos = getattr(self, "repos", 0) + 1
         url = f"https://git.example/owner/r{self.repos}"
@@ -142,6 +150,12 @@ ACTIONS = [
            lambda w: ("POST", f"/ui/sessions/{w.fresh_session()}/delete", {"confirm": "yes"})),
     Action("disconnect the user's repository", frozenset({"owner"}),
            lambda w: ("DELETE", f"/v1/users/{_ids(w)['u']}/repositories/{w.fresh_repository()}", None), None),
+    Action("store the repository's credential", frozenset({"owner"}),
+           lambda w: ("PUT", f"/v1/users/{_ids(w)['u']}/repositories/{w.fresh_repository()}/credential",
+                      {"kind": "bearer", "token": "t"}), None),
+    Action("delete the repository's credential", frozenset({"owner"}),
+           lambda w: ("DELETE", f"/v1/users/{_ids(w)['u']}/repositories/{w.credentialed_repository()}/credential",
+                      None), None),
     Action("see the organization's environment", frozenset({"owner", "member", "admin"}),
            lambda w: ("GET", "/v1/environments/shared", None), None),
     Action("replace the organization's environment", frozenset({"admin"}),

@@ -19,7 +19,7 @@ The rules, in short:
 from __future__ import annotations
 
 from ringfence.store.errors import NotFound, StoreError
-from ringfence.store.models import Session, User
+from ringfence.store.models import Repository, Session, User
 
 
 class Forbidden(StoreError):
@@ -103,6 +103,13 @@ def own_session(actor: User, row: Session | None, session_id: str) -> Session:
     not even told that it exists."""
     if row is None or row.user_id != actor.id:
         raise NotFound(f"no session {session_id!r}")
+    return row
+
+
+def own_repository(actor: User, row: Repository | None, repository_id: str) -> Repository:
+    """A connected repository the caller may act on (its credential included): their own alone."""
+    if row is None or row.user_id != actor.id:
+        raise NotFound(f"no repository {repository_id!r} for this user")
     return row
 
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 
 from ringfence import access
 from ringfence.api.auth import CurrentPrincipal, CurrentStore
@@ -15,6 +15,7 @@ from ringfence.api.schemas import (
     ApiKeyIn,
     OrganizationIn,
     OrgSettingsIn,
+    RepositoryCredentialIn,
     RepositoryIn,
     TrainingIn,
     UserIn,
@@ -24,10 +25,13 @@ from ringfence.api.schemas import (
     user_out,
 )
 from ringfence.net.dial import check_url
-from ringfence.policy import explain
-from ringfence.store import accounts
+from ringfence.policy import explain, format_time
+from ringfence.store import accounts, credentials
+from ringfence.store.crypto import Secret
+from ringfence.store.db import Store
 from ringfence.store.errors import Invalid, NotFound
 from ringfence.store.models import Organization, User
+from ringfence.store.models import Repository as RepositoryRow
 
 router = APIRouter(prefix="/v1", responses=refusals(*COMMON_REFUSALS))
 
@@ -170,6 +174,38 @@ def disconnect_repo(user_id: str, repo_id: str, who: CurrentPrincipal, store: Cu
     _user(store, user_id, who)
     who.require_self(user_id)
     accounts.disconnect_repository(store, user_id, repo_id, _now(request), actor=who.id)
+
+
+def _own_repository(store: Store, who: CurrentPrincipal, repo_id: str) -> RepositoryRow:
+    with store.read() as db:
+        repo = db.get(RepositoryRow, repo_id)
+    return access.own_repository(who.user, repo, repo_id)
+
+
+@router.put("/users/{user_id}/repositories/{repo_id}/credential", tags=["repositories"],
+            summary="Store the token the gateway adds for this repository (sealed; never returned)")  # fmt: skip
+def set_repo_credential(
+    user_id: str, repo_id: str, body: RepositoryCredentialIn, who: CurrentPrincipal, store: CurrentStore,
+    request: Request,
+) -> dict[str, Any]:  # fmt: skip
+    _user(store, user_id, who)
+    who.require_self(user_id)
+    _own_repository(store, who, repo_id)
+    at = _now(request)
+    credentials.set_credential(store, repo_id, body.kind, Secret(body.token), at, actor=who.id)
+    return {"repository_id": repo_id, "kind": body.kind, "updated_at": format_time(at)}
+
+
+@router.delete("/users/{user_id}/repositories/{repo_id}/credential", status_code=204, tags=["repositories"],
+               summary="Remove the repository's stored token")  # fmt: skip
+def delete_repo_credential(
+    user_id: str, repo_id: str, who: CurrentPrincipal, store: CurrentStore, request: Request
+) -> Response:
+    _user(store, user_id, who)
+    who.require_self(user_id)
+    _own_repository(store, who, repo_id)
+    credentials.delete_credential(store, repo_id, _now(request), actor=who.id)
+    return Response(status_code=204)
 
 
 @router.post("/policy/explain", tags=["policy"], summary="Evaluate a scenario exactly as `ringfence policy explain`")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
@@ -44,6 +44,15 @@ class ApiKeyIn(Strict):
 
 class RepositoryIn(Strict):
     url: str = Field(description="https://HOST/OWNER/NAME(.git)")
+
+
+class RepositoryCredentialIn(Strict):
+    """A token the gateway adds to this repository's requests; sealed at rest, never returned."""
+
+    kind: Literal["basic", "bearer"] = Field(
+        description="basic: sent as x-access-token:TOKEN (GitHub, most hosts); bearer: as a bearer token"
+    )
+    token: str = Field(min_length=1, max_length=4096, repr=False)
 
 
 def org_out(org: Organization) -> dict[str, Any]:

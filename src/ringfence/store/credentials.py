@@ -48,6 +48,18 @@ def set_credential(store: Store, repository_id: str, kind: str, secret: Secret, 
         )
 
 
+def delete_credential(store: Store, repository_id: str, at: datetime, *, actor: str) -> None:
+    """Remove the repository's credential (the next session runs without one); audited."""
+    with store.write() as db:
+        row = db.get(RepositoryCredential, repository_id)
+        if row is None:
+            raise NotFound(f"repository {repository_id} has no credential")
+        db.delete(row)
+        store.audit.append(
+            db.connection(), AuditEntry("credential.deleted", repository_id, format_time(at), {"by": actor})
+        )
+
+
 def load_credential(store: Store, repository_id: str) -> tuple[str, Secret]:
     """The credential's kind and value (for the gateway, at injection time)."""
     with store.read() as db:
