@@ -98,4 +98,19 @@ def test_g10_the_repository_host_is_reachable_only_through_the_gateway(target: s
     policy = session_policy("trusted", repository_host="github.com", report=report)
     decision = policy.decide(parse_target(target))
     assert not decision.allowed and decision.rule == "repository-host:github.com"
-    assert policy.decide(parse_target("api.anthropic.com:443")).allowed  # the rest of the preset is untouched
+    assert policy.decide(parse_target("docs.claude.com:443")).allowed  # the rest of the preset is untouched
+
+
+@pytest.mark.parametrize("mode", ["trusted", "custom", "full"])
+@pytest.mark.parametrize("report", [False, True])
+@pytest.mark.parametrize("target", ["api.anthropic.com:443", "API.OPENAI.COM.:443", "llm.corp.example:8443"])
+def test_m2_model_apis_have_one_route_the_gateway(mode: str, report: bool, target: str) -> None:
+    """Model traffic goes through the gateway only: the providers' own hosts (and every configured provider's) are
+    refused in every mode, report included, even when an allow list names them."""
+    from ringfence.egress.rules import session_policy
+
+    allow = ["api.anthropic.com", "api.openai.com", "llm.corp.example"] if mode == "custom" else []
+    policy = session_policy(mode, allow, model_hosts=["llm.corp.example"], report=report)
+    decision = policy.decide(parse_target(target))
+    assert not decision.allowed and decision.rule.startswith("model-host:")
+    assert "ANTHROPIC_BASE_URL" in decision.reason

@@ -10,7 +10,7 @@ every mode, after this decision (ringfence.net.dial).
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib import resources
 from typing import Literal
@@ -141,6 +141,7 @@ class EgressPolicy:
     deny_telemetry: bool = False
     preset: tuple[HostRule, ...] = field(default_factory=trusted_preset)
     fixed_deny: tuple[HostRule, ...] = ()  # denied even in report mode (the repository host: G10)
+    model_hosts: tuple[HostRule, ...] = ()  # the same for model providers' APIs (M2): reached only by the gateway
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -200,10 +201,22 @@ class EgressPolicy:
                     f"repository-host:{rule.text}",
                     f"{target} is the repository host: this session reaches it only through the credential gateway",
                 )
+        for rule in self.model_hosts:
+            if rule.matches(target):
+                return EgressDecision(
+                    False,
+                    f"model-host:{rule.text}",
+                    f"{target} is a model provider's API: call it through the gateway at ANTHROPIC_BASE_URL or "
+                    "OPENAI_BASE_URL, which adds the key (a key of the agent's own is never used)",
+                )
         decision = self._by_name(target)
         if not decision.allowed and self.report:
             return EgressDecision(True, decision.rule, f"report mode: would deny: {decision.reason}", True)
         return decision
+
+
+# Model APIs every session reaches through the gateway only, whether or not a provider is configured for them.
+DEFAULT_MODEL_HOSTS = ("api.anthropic.com", "api.openai.com")
 
 
 def session_policy(
@@ -212,6 +225,7 @@ def session_policy(
     deny: Iterable[str] = (),
     *,
     repository_host: str | None = None,
+    model_hosts: Iterable[str] = (),
     report: bool = False,
     deny_telemetry: bool = False,
 ) -> EgressPolicy:
@@ -220,6 +234,8 @@ def session_policy(
     HTTPS straight to the host, is refused here (report mode records it as 'would deny' but it is still denied:
     the deny list is not subject to report mode)."""
     policy = EgressPolicy.build(mode, allow, deny, report=report, deny_telemetry=deny_telemetry)
+    models = tuple(HostRule.parse(host) for host in {*DEFAULT_MODEL_HOSTS, *model_hosts})
+    policy = replace(policy, model_hosts=models)
     if repository_host is None:
         return policy
     host_rule = HostRule.parse(repository_host)
@@ -233,4 +249,5 @@ def session_policy(
         policy.deny_telemetry,
         policy.preset,
         fixed_deny=(host_rule,),
+        model_hosts=models,
     )
