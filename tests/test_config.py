@@ -77,6 +77,10 @@ SAMPLES: dict[str, tuple[str, object]] = {
     "sandbox_cpu_weight": ("50", 50),
     "sandbox_timeout_seconds": ("12", 12.0),
     "sandbox_network_modes": ("none,trusted", ["none", "trusted"]),
+    "providers": (
+        '{"llm": {"kind": "openai", "base_url": "https://llm.example/v1", "api_key_file": "/k"}}',
+        {"llm": {"kind": "openai", "base_url": "https://llm.example/v1", "api_key_file": Path("/k")}},
+    ),
     "egress_allow_ranges": ("10.1.0.0/16, 192.168.5.0/24", ["10.1.0.0/16", "192.168.5.0/24"]),
     "demo": ("false", False),
 }
@@ -87,9 +91,11 @@ def test_every_setting_has_its_variable(tmp_path: Path) -> None:
 
     assert set(SAMPLES) == set(Settings.model_fields), "give each new setting a sample above"
     for name, (text, expected) in SAMPLES.items():
-        settings = load_settings({}, environ={ENV[name]: text.format(tmp=tmp_path)})
+        settings = load_settings({}, environ={ENV[name]: text.replace("{tmp}", str(tmp_path))})
         got = getattr(settings, name)
-        want = expected.format(tmp=tmp_path) if isinstance(expected, str) else expected
+        if name == "providers":
+            got = {key: value.model_dump() for key, value in got.items()}
+        want = expected.replace("{tmp}", str(tmp_path)) if isinstance(expected, str) else expected
         assert (str(got) if isinstance(got, Path) else got) == want, name
 
 

@@ -98,6 +98,19 @@ def managed_account(actor: User) -> str:
     return actor.account_id
 
 
+def check_manage_providers(actor: User, account_id: str) -> None:
+    """An account's model providers (their keys included) are set and deleted by who manages the account: its
+    organization's admins, or a consumer for their own account."""
+    if managed_account(actor) != account_id:
+        raise Forbidden(f"only who manages account {account_id} sets its model providers")
+
+
+def check_sees_providers(actor: User, account_id: str) -> None:
+    """Their names, kinds and base URLs (never a key): anyone of the account, and a server admin."""
+    if actor.account_id != account_id and not actor.server_admin:
+        raise NotFound(f"no account {account_id!r}")
+
+
 def own_session(actor: User, row: Session | None, session_id: str) -> Session:
     """A session whose content the caller may read and act on: their own alone. Anyone else, admins included, is
     not even told that it exists."""

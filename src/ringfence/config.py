@@ -29,6 +29,15 @@ class ConfigError(ValueError):
     """The configuration is unusable; the message names the setting."""
 
 
+class ProviderSetting(BaseModel):
+    """A model provider the operator gives every account that has none of that name (`[providers.NAME]`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    kind: str | None = Field(None, description="anthropic or openai (the names anthropic and openai imply it)")
+    base_url: str = Field(description="exactly what the provider's SDK takes as its base URL")
+    api_key_file: Path = Field(description="a file holding the key (mode 0600), read when a session starts")
+
+
 class Settings(BaseModel):
     """Every setting of the server and CLI, with its meaning."""
 
@@ -53,6 +62,9 @@ class Settings(BaseModel):
     sandbox_network_modes: list[str] = Field(
         default_factory=lambda: ["none", "trusted", "custom", "full"],
         description="the network modes environments may use (for their agent and their setup script)",
+    )
+    providers: dict[str, ProviderSetting] = Field(
+        default_factory=dict, description="model providers for every account without its own of that name"
     )
     egress_allow_ranges: list[str] = Field(
         default_factory=list, description="CIDR ranges sessions may reach though not public (your own networks)"
@@ -129,7 +141,13 @@ log = logging.getLogger("ringfence.config")
 
 
 def _from_env(name: str, text: str) -> Any:
-    """A variable's text as the setting's value: a list setting takes a JSON array or comma-separated items."""
+    """A variable's text as the setting's value: a list setting takes a JSON array or comma-separated items, a
+    table setting a JSON object."""
+    if get_origin(Settings.model_fields[name].annotation) is dict:
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{ENV[name]} is not a JSON object: {exc}") from None
     if get_origin(Settings.model_fields[name].annotation) is list:
         if text.lstrip().startswith("["):
             try:

@@ -88,6 +88,7 @@ class ModelUpstream:
     base_url: str
     key: Secret
     header: str = "x-api-key"
+    scheme: str = ""  # put before the key in the header's value ("Bearer " for OpenAI's API)
     # Called after each exchange with the request and answer bodies when the policy keeps this session's content;
     # None (zero data retention, or no consent) keeps nothing: the bodies are only streamed.
     recorder: Callable[[bytes, bytes], None] | None = None
@@ -98,6 +99,15 @@ class ModelUpstream:
             raise ValueError(f"model base URL {self.base_url!r} is not a plain http(s) URL")
         if not self.provider.isidentifier():
             raise ValueError(f"model provider {self.provider!r} is not a simple name")
+
+
+# How each kind of provider takes its key (ringfence.store.providers.KINDS): header and what goes before the key.
+PROVIDER_AUTH = {"anthropic": ("x-api-key", ""), "openai": ("authorization", "Bearer ")}
+
+
+def model_upstream(provider: str, kind: str, base_url: str, key: Secret) -> ModelUpstream:
+    header, scheme = PROVIDER_AUTH[kind]
+    return ModelUpstream(provider, base_url, key, header, scheme)
 
 
 @dataclass(frozen=True)
@@ -368,7 +378,11 @@ class Gateway:
         upstream = self.models.get(session.session_id, {}).get(provider)
         if upstream is None:
             raise _Refused(
-                403, f"model provider {provider[:40]!r} is not configured for this session", "model:provider"
+                403,
+                f"model provider {provider[:40]!r} is not configured for this session: an organization admin sets it "
+                f"with PUT /v1/organizations/ORG/providers/{provider[:40]} (a consumer: /v1/users/USER/providers/...), "
+                "or the operator with [providers] in ringfence.toml",
+                "model:provider",
             )
         if any(c in text for c in "%\\#") or any(seg in (".", "..") for seg in path.split("?")[0].split("/")):
             raise _Refused(400, "model path holds escapes or dot segments", "model:path")
@@ -393,7 +407,7 @@ class Gateway:
             target,
             request,
             _MODEL_FORWARDED,
-            [(upstream.header.encode(), _Hidden(upstream.key.reveal().encode()))],  # here, and nowhere else
+            [(upstream.header.encode(), _Hidden((upstream.scheme + upstream.key.reveal()).encode()))],  # only here
             body(),
             b"",
             conn,

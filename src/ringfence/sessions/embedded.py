@@ -9,7 +9,7 @@ import ipaddress
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
-from ringfence.config import Settings
+from ringfence.config import ConfigError, Settings
 from ringfence.egress.audit import BatchedAudit, StoreWriter
 from ringfence.egress.proxy import EgressProxy
 from ringfence.gateway.git_proxy import Gateway
@@ -19,7 +19,10 @@ from ringfence.net.interfaces import host_addresses
 from ringfence.net.resolve import CachingResolver, DnsResolver, Resolver
 from ringfence.sandbox import BubblewrapBackend
 from ringfence.sessions.manager import SessionManager, StoreHosts
+from ringfence.sessions.upstreams import DefaultProvider, StoreModels
+from ringfence.store import providers
 from ringfence.store.db import Store
+from ringfence.store.errors import Invalid
 
 
 def upstream_dialer(
@@ -38,6 +41,20 @@ def upstream_dialer(
         endpoints=trusted,
         protected=frozenset(protected),
     )
+
+
+def default_providers(config: Settings) -> dict[str, DefaultProvider]:
+    """The operator's `[providers.NAME]`, checked as an account's are (a bad one stops the server, naming it)."""
+    found = {}
+    for name, setting in config.providers.items():
+        try:
+            kind = providers.check_provider(name, setting.kind, setting.base_url)
+        except Invalid as exc:
+            raise ConfigError(f"providers.{name}: {exc}") from None
+        if not setting.api_key_file.is_file():
+            raise ConfigError(f"providers.{name}: api_key_file {setting.api_key_file} is not a file")
+        found[name] = DefaultProvider(kind, setting.base_url, setting.api_key_file)
+    return found
 
 
 def embedded_sessions(
@@ -66,6 +83,7 @@ def embedded_sessions(
             clock,
             ceiling=config.sandbox_limits(),
             network_modes=config.sandbox_network_modes,
+            models=StoreModels(store, default_providers(config)),
         )
         manager.closers += [egress_audit.close, gateway_audit.close]
         await manager.recover()  # sessions a crashed server left behind are marked interrupted (resumable)

@@ -18,13 +18,11 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Map
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
 from urllib.parse import urlsplit
 
 from ringfence.audit import AuditEntry
 from ringfence.egress.proxy import EgressProxy, ProxyLimits
 from ringfence.egress.rules import MODES, EgressPolicy, check_mode_allowed, session_policy
-from ringfence.gateway.credentials import CredentialSource, NoCredential, StoredToken
 from ringfence.gateway.git_proxy import Gateway, GitSession
 from ringfence.gateway.routes import Repository
 from ringfence.policy.calendar import format_time
@@ -32,13 +30,15 @@ from ringfence.sandbox import BubblewrapBackend, Exit, Limits, Output, SandboxSp
 from ringfence.sandbox.bubblewrap import BubblewrapSandbox
 from ringfence.sandbox.spec import GATEWAY_PORT, LimitRequest, ProxyRoutes, SandboxError, grant
 from ringfence.sessions import builtin_agent
+from ringfence.sessions.upstreams import HostResolver, ModelSource, NoModels, RepositoryHost, StoreHosts, StoreModels
+
+__all__ = ["HostResolver", "ModelSource", "RepositoryHost", "SessionManager", "StoreHosts", "StoreModels"]
 from ringfence.store import content
-from ringfence.store.credentials import load_credential
 from ringfence.store.db import Store
 from ringfence.store.errors import Conflict, ContentRefused, Invalid, NotFound
 from ringfence.store.models import Repository as RepositoryRow
-from ringfence.store.models import RepositoryCredential
 from ringfence.store.models import Session as SessionRow
+from ringfence.store.models import User
 
 AGENT_PATH = "/workspace/.ringfence-agent.py"
 SETUP_PATH = "/workspace/.ringfence-setup.sh"
@@ -46,6 +46,8 @@ SETUP_PATH = "/workspace/.ringfence-setup.sh"
 MODEL_ENV = {
     "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{GATEWAY_PORT}/model/anthropic",
     "ANTHROPIC_API_KEY": "ringfence-placeholder-key",
+    "OPENAI_BASE_URL": f"http://127.0.0.1:{GATEWAY_PORT}/model/openai",
+    "OPENAI_API_KEY": "ringfence-placeholder-key",
 }
 MAX_KEPT_OUTPUT = 4 * 2**20  # what one turn keeps of the agent's output (the stream itself is not cut)
 
@@ -99,41 +101,6 @@ class Environment:
     setup_timeout: float = 600.0
 
 
-@dataclass(frozen=True)
-class RepositoryHost:
-    """One host for every repository (tests, a single-host deployment): its smart-HTTP base URL and where each
-    repository's credential comes from."""
-
-    upstream: str
-    credential: Callable[[str], CredentialSource]
-    api_url: str | None = None
-
-    def resolve(self, repository: RepositoryRow) -> tuple[str, CredentialSource, str | None]:
-        return self.upstream, self.credential(repository.id), self.api_url
-
-
-@dataclass(frozen=True)
-class StoreHosts:
-    """Each repository's own host, from the URL it was connected with, and its credential from the store (sealed;
-    unsealed by the gateway at injection). A repository without a stored credential gets none."""
-
-    store: Store
-
-    def resolve(self, repository: RepositoryRow) -> tuple[str, CredentialSource, str | None]:
-        parts = urlsplit(repository.url)
-        upstream = f"{parts.scheme}://{parts.netloc}"
-        with self.store.read() as db:
-            stored = db.get(RepositoryCredential, repository.id) is not None
-        if not stored:
-            return upstream, NoCredential(), None
-        store, repo_id = self.store, repository.id
-        return upstream, StoredToken(lambda: load_credential(store, repo_id)), None
-
-
-class HostResolver(Protocol):
-    def resolve(self, repository: RepositoryRow) -> tuple[str, CredentialSource, str | None]: ...
-
-
 @dataclass
 class LiveSession:
     id: str
@@ -161,6 +128,7 @@ class SessionManager:
         *,
         ceiling: Limits | None = None,
         network_modes: Collection[str] = MODES,
+        models: ModelSource | None = None,
     ) -> None:
         """`ceiling`: the operator's sandbox limits (settings `sandbox_*`); every session's limits are at most
         these (default: the packaged defaults). `network_modes`: the modes its environments may use."""
@@ -168,6 +136,7 @@ class SessionManager:
         self.runtime_dir, self.clock = runtime_dir, clock
         self.ceiling = ceiling or Limits()
         self.network_modes = frozenset(network_modes)
+        self.models = models or NoModels()  # the account's model providers, for each session's gateway route
         runtime_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.live: dict[str, LiveSession] = {}
         self.closers: list[Callable[[], Awaitable[None]]] = []  # run last at shutdown (e.g. audit writers)
@@ -242,7 +211,13 @@ class SessionManager:
                 raise NotFound(f"no repository {repository_id!r}")
             repository = Repository(repo_row.owner, repo_row.name)
             repo_host = urlsplit(repo_row.url).hostname or repo_row.host
+            user = db.get(User, user_id)
+            if user is None:
+                raise NotFound(f"no user {user_id!r}")
+            account_id = user.account_id
         upstream, credential, api_url = self.host.resolve(repo_row)
+        models = self.models.models(account_id)
+        model_hosts = sorted({urlsplit(m.base_url).hostname or "" for m in models} - {""})
         branch = f"ringfence/{session_id}"
         directory = self.runtime_dir / session_id
         directory.mkdir(mode=0o700)
@@ -250,7 +225,12 @@ class SessionManager:
         sandbox: BubblewrapSandbox | None = None
         try:
             policy = session_policy(
-                env.network, env.allow, env.deny, repository_host=repo_host, deny_telemetry=not env.telemetry
+                env.network,
+                env.allow,
+                env.deny,
+                repository_host=repo_host,
+                model_hosts=model_hosts,
+                deny_telemetry=not env.telemetry,
             )
             self.egress.add_session(session_id, policy, env.egress_limits)
             if env.setup is not None:  # the setup script's policy first; the agent's replaces it after
@@ -259,11 +239,12 @@ class SessionManager:
                     env.setup_allow,
                     env.setup_deny,
                     repository_host=repo_host,
+                    model_hosts=model_hosts,
                     deny_telemetry=not env.telemetry,
                 )
                 await self.egress.set_policy(session_id, setup_policy, "setup")
             await self.egress.listen_unix(session_id, routes.egress)
-            self.gateway.add_session(GitSession(session_id, repository, branch, upstream, credential, api_url))
+            self.gateway.add_session(GitSession(session_id, repository, branch, upstream, credential, api_url), models)
             assert routes.gateway is not None
             await self.gateway.listen_unix(session_id, routes.gateway)
             progress("sandbox", "creating the sandbox")

@@ -150,6 +150,24 @@ class Environment(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class ModelProvider(Base):
+    """A model provider an account's sessions use: its kind, base URL and key (sealed under its own data key,
+    wrapped by the master key; unsealed only when a session's gateway route is made)."""
+
+    __tablename__ = "model_providers"
+    __table_args__ = (UniqueConstraint("account_id", "name"),)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(40), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(20))
+    base_url: Mapped[str] = mapped_column(String(500))
+    wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)
+    master_key_id: Mapped[str] = mapped_column(String(32))
+    nonce: Mapped[bytes] = mapped_column(LargeBinary)
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class DataKey(Base):
     """A data key wrapped by the master key. Deleting this row is what makes its content unreadable."""
 
