@@ -17,11 +17,12 @@ class Sandbox(Protocol):
     @property
     def id(self) -> str: ...
 
-    def exec(self, argv: Sequence[str], *, timeout: float | None = None) -> AsyncIterator[Output | Exit]:
-        """Run `argv` in the sandbox; yields output chunks as they come, then exactly one Exit."""
+    def exec(self, argv: Sequence[str], *, timeout: float | None = None, cwd: str = "") -> AsyncIterator[Output | Exit]:
+        """Run `argv` in the sandbox, in `cwd` (a directory relative to the workspace; "" is the workspace itself);
+        yields output chunks as they come, then exactly one Exit."""
         ...
 
-    async def run(self, argv: Sequence[str], *, timeout: float | None = None) -> Completed:
+    async def run(self, argv: Sequence[str], *, timeout: float | None = None, cwd: str = "") -> Completed:
         """Run `argv` and collect everything (for short commands)."""
         ...
 

@@ -24,7 +24,7 @@ from ringfence.sandbox.bridge import Bridge
 from ringfence.sandbox.cgroups import SandboxCgroup, detect
 from ringfence.sandbox.mounts import MountPlan, options_file
 from ringfence.sandbox.procs import kill_listed, kill_uid
-from ringfence.sandbox.spec import Completed, Exit, Output, SandboxError, SandboxSpec
+from ringfence.sandbox.spec import Completed, Exit, Output, SandboxError, SandboxSpec, check_cwd
 from ringfence.store.ids import new_id
 
 OWNER_FILE = "owner"  # "<pid> <start time>" of the ringfence process that made the sandbox
@@ -119,9 +119,12 @@ class BubblewrapSandbox:
             raise SandboxError(f"sandbox {self._id} was destroyed")
         return self._workspace_fd
 
-    async def exec(self, argv: Sequence[str], *, timeout: float | None = None) -> AsyncIterator[Output | Exit]:
+    async def exec(
+        self, argv: Sequence[str], *, timeout: float | None = None, cwd: str = ""
+    ) -> AsyncIterator[Output | Exit]:
         if not argv or not all(isinstance(a, str) and "\x00" not in a for a in argv):
             raise SandboxError("a command is a non-empty list of strings without NUL bytes")
+        check_cwd(cwd)
         limit = timeout if timeout is not None else self._spec.limits.timeout_seconds
         self._fd()  # refuses a destroyed sandbox
         filter_fd = seccomp_filter.program_fd()
@@ -135,6 +138,7 @@ class BubblewrapSandbox:
             seccomp_fd=filter_fd,
             info_fd=info_write,
             block_fd=block_read,
+            cwd=cwd,
         )
         options_fd = _sealed_file(options_file(plan))
         try:
@@ -227,9 +231,9 @@ class BubblewrapSandbox:
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
 
-    async def run(self, argv: Sequence[str], *, timeout: float | None = None) -> Completed:
+    async def run(self, argv: Sequence[str], *, timeout: float | None = None, cwd: str = "") -> Completed:
         out, err, final = bytearray(), bytearray(), Exit(-1)
-        async for event in self.exec(argv, timeout=timeout):
+        async for event in self.exec(argv, timeout=timeout, cwd=cwd):
             if isinstance(event, Exit):
                 final = event
             else:

@@ -39,6 +39,7 @@ class MountPlan:
     seccomp_fd: int | None = None
     info_fd: int | None = None  # bwrap writes the sandbox child's pid here...
     block_fd: int | None = None  # ...and waits on this before running the payload (time to join its cgroups)
+    cwd: str = ""  # where the command starts, relative to the workspace (checked by the backend)
 
 
 @cache
@@ -100,7 +101,7 @@ def bwrap_options(plan: MountPlan) -> list[str]:
         str(plan.workspace),
         INSIDE_WORKSPACE,
         "--chdir",
-        INSIDE_WORKSPACE,
+        f"{INSIDE_WORKSPACE}/{plan.cwd}" if plan.cwd else INSIDE_WORKSPACE,
     ]
     for name, value in {**BASE_ENV, **plan.env}.items():
         args += ["--setenv", name, value]

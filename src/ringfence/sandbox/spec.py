@@ -76,6 +76,13 @@ class Limits:
             raise SandboxError(f"timeout {self.timeout_seconds} must be positive")
 
 
+def check_cwd(cwd: str) -> str:
+    """A command's directory relative to the workspace: plain names separated by '/', never absolute, never '..'."""
+    if cwd and (cwd.startswith("/") or any(part in ("", ".", "..") for part in cwd.split("/")) or "\x00" in cwd):
+        raise SandboxError(f"a command's directory {cwd[:100]!r} must be a relative path inside the workspace")
+    return cwd
+
+
 def format_size(size: int) -> str:
     """Bytes as the shortest exact `512M`, `2G` form (`parse_size` reads it back)."""
     for unit in ("T", "G", "M", "K"):

@@ -16,7 +16,8 @@ import sys
 import urllib.error
 import urllib.request
 
-REPO = os.environ.get("RINGFENCE_AGENT_REPO", "repo")
+# Sessions start agents in the clone itself; run from the workspace, the clone is `repo`.
+REPO = os.environ.get("RINGFENCE_AGENT_REPO") or ("." if os.path.isdir(".git") else "repo")
 
 
 def say(text: str) -> None:

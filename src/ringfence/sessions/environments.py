@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, 
 
 from ringfence.egress.rules import RuleError, check_mode_allowed, session_policy
 from ringfence.sandbox.spec import RESERVED_ENV, LimitRequest, Limits, SandboxError, grant, parse_size
+from ringfence.sessions import capture
 from ringfence.sessions.manager import AGENT_PATH, MODEL_ENV, Environment
 from ringfence.store import environments
 from ringfence.store.db import Store
@@ -26,7 +27,10 @@ from ringfence.store.models import User
 Mode = Literal["none", "trusted", "custom", "full"]
 BUILTIN_AGENT = ["/usr/bin/python3", AGENT_PATH, "{prompt}"]
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
-_RESERVED_ENV = {name.upper() for name in (*RESERVED_ENV, *MODEL_ENV)} | {"LD_PRELOAD", "LD_LIBRARY_PATH"}
+_RESERVED_ENV = {name.upper() for name in (*RESERVED_ENV, *MODEL_ENV, *capture.identity("x", "x"))} | {
+    "LD_PRELOAD",
+    "LD_LIBRARY_PATH",
+}
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 

@@ -29,7 +29,7 @@ from ringfence.policy.calendar import format_time
 from ringfence.sandbox import BubblewrapBackend, Exit, Limits, Output, SandboxSpec
 from ringfence.sandbox.bubblewrap import BubblewrapSandbox
 from ringfence.sandbox.spec import GATEWAY_PORT, LimitRequest, ProxyRoutes, SandboxError, grant
-from ringfence.sessions import builtin_agent
+from ringfence.sessions import builtin_agent, capture
 from ringfence.sessions.upstreams import HostResolver, ModelSource, NoModels, RepositoryHost, StoreHosts, StoreModels
 
 __all__ = ["HostResolver", "ModelSource", "RepositoryHost", "SessionManager", "StoreHosts", "StoreModels"]
@@ -214,7 +214,7 @@ class SessionManager:
             user = db.get(User, user_id)
             if user is None:
                 raise NotFound(f"no user {user_id!r}")
-            account_id = user.account_id
+            account_id, user_name = user.account_id, user.name
         upstream, credential, api_url = self.host.resolve(repo_row)
         models = self.models.models(account_id)
         model_hosts = sorted({urlsplit(m.base_url).hostname or "" for m in models} - {""})
@@ -253,7 +253,7 @@ class SessionManager:
                     network="proxy",
                     proxies=routes,
                     limits=self._check(env),
-                    env={**MODEL_ENV, **dict(env.agent_env)},
+                    env={**dict(env.agent_env), **capture.identity(user_name, user_id), **MODEL_ENV},
                 )
             )
             live = LiveSession(session_id, user_id, repository, branch, sandbox, directory, env)
@@ -355,19 +355,20 @@ class SessionManager:
         self._keep(live, "prompt", text)
         argv = [part.replace("{prompt}", text) for part in live.environment.agent]
         kept = bytearray()
-        async for event in live.sandbox.exec(argv):
+        async for event in live.sandbox.exec(argv, cwd=capture.REPO):  # the agent works in the clone
             if isinstance(event, Output) and len(kept) < MAX_KEPT_OUTPUT:
                 kept.extend(event.data[: MAX_KEPT_OUTPUT - len(kept)])
             yield event
         self._keep(live, "output", kept.decode("utf-8", "replace"))
-        diff = await live.sandbox.run(["git", "-C", "repo", "diff", live.base_commit, "HEAD"])
-        if diff.code == 0 and diff.stdout:
-            self._keep(live, "code_change", diff.stdout.decode("utf-8", "replace"))
+        change = await capture.working_tree_change(live.sandbox, live.base_commit)  # committed or not
+        if change:
+            self._keep(live, "code_change", change)
 
     async def end(self, session_id: str) -> str:
         """Push the session branch through the gateway and tear the session down; returns the pushed commit."""
         live = self._get(session_id)
         try:
+            await capture.commit_uncommitted(live.sandbox, session_id)  # nothing the agent did is lost
             pushed = await live.sandbox.run(
                 ["git", "-C", "repo", "push", "-q", "origin", f"HEAD:refs/heads/{live.branch}"], timeout=600
             )
