@@ -80,8 +80,19 @@ def _out(row: Session, manager: SessionManager | None) -> dict[str, Any]:
         "last_activity_at": format_time(row.last_activity_at),
         "retention_rule": row.retention_rule,
         "delete_after": format_time(row.delete_after) if row.delete_after else None,
-        "turns": live.turn if live is not None else None,
+        "turns": live.turn if live is not None else row.turns,
+        "status": status_of(row, live is not None),
     }
+
+
+def status_of(row: Session, running: bool) -> str:
+    """Where the session is, in one word: running (a sandbox is live), interrupted (the server stopped under it;
+    resumable), stored (ended: its content is kept as the policy says), deleted or expired."""
+    if row.state != "active":
+        return row.state
+    if running:
+        return "running"
+    return "interrupted" if row.interrupted_at is not None else "stored"
 
 
 def _wants_stream(request: Request) -> bool:

@@ -161,7 +161,14 @@ class SessionManager:
             api_key_id=caller.api_key_id,
             environment_id=environment_id,
         )
-        return await self._launch(row.id, caller.user_id, repository_id, env, resume=False, progress=progress)
+        try:
+            return await self._launch(row.id, caller.user_id, repository_id, env, resume=False, progress=progress)
+        except Exception:
+            # A start that failed leaves no active session: its record is deleted (metadata and the audit trail of
+            # the attempt stay; it kept no content), so no list shows it as live or resumable.
+            with contextlib.suppress(Exception):
+                content.delete_session(self.store, row.id, self.clock(), actor=caller.user_id)
+            raise
 
     def _check(self, env: Environment) -> Limits:
         """Refuses bad rules and limits above the ceiling before anything is recorded; the limits to use."""
@@ -233,7 +240,9 @@ class SessionManager:
                 deny_telemetry=not env.telemetry,
             )
             self.egress.add_session(session_id, policy, env.egress_limits)
-            if env.setup is not None:  # the setup script's policy first; the agent's replaces it after
+            if env.setup is None:  # every record names its phase
+                await self.egress.set_policy(session_id, policy, "agent")
+            else:  # the setup script's policy first; the agent's replaces it after
                 setup_policy = session_policy(
                     env.setup_network,
                     env.setup_allow,
@@ -258,7 +267,9 @@ class SessionManager:
             )
             live = LiveSession(session_id, user_id, repository, branch, sandbox, directory, env)
             if resume:
-                live.turn = content.last_turn(self.store, session_id)
+                with self.store.read() as db:
+                    counted = db.get(SessionRow, session_id)
+                live.turn = max(counted.turns if counted else 0, content.last_turn(self.store, session_id))
             remote = f"http://127.0.0.1:{GATEWAY_PORT}{repository.path}"
             progress("clone", f"cloning {repository} through the gateway")
             code, said = await self._stream(
@@ -352,6 +363,7 @@ class SessionManager:
         live = self._get(session_id)
         content.record_activity(self.store, session_id, self.clock(), actor=live.user_id)
         live.turn += 1
+        content.record_turn(self.store, session_id, live.turn)
         self._keep(live, "prompt", text)
         argv = [part.replace("{prompt}", text) for part in live.environment.agent]
         kept = bytearray()

@@ -273,6 +273,12 @@ def count_content(store: Store, session_id: str) -> int:
         return int(db.scalar(select(func.count()).where(ContentItem.session_id == session_id)) or 0)
 
 
+def record_turn(store: Store, session_id: str, turn: int) -> None:
+    """The session's number of turns (content-free metadata, kept under zero data retention too)."""
+    with store.write() as db:
+        _session(db, session_id).turns = turn
+
+
 def last_turn(store: Store, session_id: str) -> int:
     """The highest turn kept for a session (0: none), so a resumed session numbers its turns on from there."""
     with store.read() as db:

@@ -134,6 +134,7 @@ class Session(Base):
     environment_id: Mapped[str | None] = mapped_column(String(40), nullable=True)  # None: the built-in default
     # Set when a server crash left the session without its sandbox; cleared when it is resumed.
     interrupted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    turns: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # metadata: kept under ZDR too
 
 
 class Environment(Base):

@@ -1,4 +1,4 @@
-"""model providers
+"""model providers, and each session's number of turns
 
 Revision ID: 0004
 Revises: 0003
@@ -35,8 +35,12 @@ def upgrade() -> None:
         sa.UniqueConstraint("account_id", "name", name=op.f("uq_model_providers_account_id")),
     )
     op.create_index(op.f("ix_model_providers_account_id"), "model_providers", ["account_id"], unique=False)
+    with op.batch_alter_table("sessions") as batch:
+        batch.add_column(sa.Column("turns", sa.Integer(), nullable=False, server_default="0"))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("sessions") as batch:
+        batch.drop_column("turns")
     op.drop_index(op.f("ix_model_providers_account_id"), table_name="model_providers")
     op.drop_table("model_providers")
