@@ -38,6 +38,7 @@ class GatewayHarness:
         api_url: str | None = None,
         recorder: Any = None,
         dialer: Dialer | None = None,
+        token_budget: int | None = None,
     ) -> None:
         self.records: list[dict[str, Any]] = []
         self.loop = asyncio.new_event_loop()
@@ -61,6 +62,7 @@ class GatewayHarness:
                     ModelUpstream(name, url, Secret(key), recorder=recorder)
                     for name, (url, key) in (models or {}).items()
                 ),
+                token_budget=token_budget,
             )
             return (await self.gateway.listen_tcp("sess_1", "127.0.0.1", 0))[1]
 

@@ -31,6 +31,7 @@ from ringfence.gateway.host_api import judge_api_call
 from ringfence.gateway.pktline import FLUSH, encode
 from ringfence.gateway.receive_pack import PushHead, PushHeadReader, PushRefused, check_push
 from ringfence.gateway.routes import GitRoute, Repository, RouteRefused, route_git
+from ringfence.gateway.usage import UsageMeter, requested_model
 from ringfence.net.dial import Dialer, DialRefused
 from ringfence.net.hostport import HostError, parse_target
 from ringfence.net.httphead import (
@@ -157,14 +158,22 @@ class Gateway:
         self.limits = limits or GatewayLimits()
         self.sessions: dict[str, GitSession] = {}
         self.models: dict[str, dict[str, ModelUpstream]] = {}
+        self.budgets: dict[str, int | None] = {}
+        self.tokens_used: dict[str, int] = {}  # per session, as the providers' answers report them
         self._servers: dict[str, list[asyncio.Server]] = {}
         self._ssl = upstream_ssl
 
-    def add_session(self, session: GitSession, models: tuple[ModelUpstream, ...] = ()) -> None:
+    def add_session(
+        self, session: GitSession, models: tuple[ModelUpstream, ...] = (), *, token_budget: int | None = None
+    ) -> None:
+        """`token_budget`: the most model tokens (input and output, as the providers report them) the session may
+        use; past it, model calls answer 429 with the reason."""
         if session.session_id in self.sessions:
             raise ValueError(f"session {session.session_id} already has a gateway route")
         self.sessions[session.session_id] = session
         self.models[session.session_id] = {m.provider: m for m in models}
+        self.budgets[session.session_id] = token_budget
+        self.tokens_used[session.session_id] = 0
         self._servers[session.session_id] = []
 
     async def listen_tcp(self, session_id: str, host: str, port: int) -> tuple[str, int]:
@@ -184,6 +193,8 @@ class Gateway:
         """Stop serving a session and discard (revoke, where the host allows) the credential minted for it."""
         session = self.sessions.pop(session_id, None)
         self.models.pop(session_id, None)
+        self.budgets.pop(session_id, None)
+        self.tokens_used.pop(session_id, None)
         if session is not None:
             with contextlib.suppress(Exception):
                 await session.credential.discard()
@@ -390,14 +401,21 @@ class Gateway:
             raise _Refused(
                 405, f"{request.method.decode(errors='replace')} is not forwarded to a model API", "model:method"
             )
+        budget, used = self.budgets.get(session.session_id), self.tokens_used.get(session.session_id, 0)
+        if budget is not None and used >= budget:
+            raise _Refused(429, f"this session's model token budget of {budget} is spent ({used} used)", "model:budget")
         base = urlsplit(upstream.base_url)
         target = f"{base.path.rstrip('/')}/{path}"
         record.update(rule=f"model:{provider}")
         kept_up = bytearray() if upstream.recorder is not None else None
         kept_down = bytearray() if upstream.recorder is not None else None
+        head = bytearray()  # the request's first bytes, for the model it names (never kept)
+        meter = UsageMeter("")
 
         async def body() -> AsyncIterator[bytes]:
             async for chunk in self._body(conn, reader):
+                if len(head) < 65536:
+                    head.extend(chunk[: 65536 - len(head)])
                 if kept_up is not None and len(kept_up) < _RECORD_MAX:
                     kept_up.extend(chunk[: _RECORD_MAX - len(kept_up)])
                 yield chunk
@@ -415,7 +433,13 @@ class Gateway:
             record,
             "model provider",
             kept_down,
+            meter,
         )
+        meter.finish()
+        tokens = {"input_tokens": meter.input_tokens, "output_tokens": meter.output_tokens}
+        record.update(model=requested_model(bytes(head)), **{k: v for k, v in tokens.items() if v is not None})
+        if session.session_id in self.tokens_used:
+            self.tokens_used[session.session_id] += meter.total
         if upstream.recorder is not None and kept_up is not None and kept_down is not None:
             upstream.recorder(bytes(kept_up), bytes(kept_down))
             record.update(recorded=True)
@@ -484,6 +508,7 @@ class Gateway:
         record: dict[str, Any],
         who: str,
         keep: bytearray | None = None,
+        meter: UsageMeter | None = None,
     ) -> bool:
         """Send `request` to `base_url` + `target` with only the `forwarded` client headers plus `extra`, stream
         the body up and the answer down (each piece written as it arrives: server-sent events are not held).
@@ -549,10 +574,15 @@ class Gateway:
                     await writer.drain()
                     if isinstance(event, h11.Response):
                         record.update(status=event.status_code)
+                        if meter is not None:
+                            kind = dict((n.lower(), v) for n, v in event.headers).get(b"content-type", b"")
+                            meter.streaming = kind.split(b";")[0].strip().lower() == b"text/event-stream"
                 elif isinstance(event, h11.Data):
                     bytes_down += len(event.data)
                     if keep is not None and len(keep) < _RECORD_MAX:
                         keep.extend(event.data[: _RECORD_MAX - len(keep)])
+                    if meter is not None:
+                        meter.feed(event.data)
                     writer.write(conn.send(h11.Data(data=event.data)))
                     await writer.drain()
                 elif isinstance(event, h11.EndOfMessage):

@@ -92,6 +92,7 @@ class EnvironmentSettings(BaseModel):
     setup_deny: list[str] = Field(default_factory=list, max_length=500)
     setup_timeout_seconds: float = Field(default=600.0, gt=0, le=3600)
     telemetry: StrictBool = False  # true or false only (not 0, "no" or "off")
+    model_token_budget: int | None = Field(default=None, ge=1, le=10**12)  # per session; None: no budget
     limits: LimitSettings = Field(default_factory=LimitSettings)
     env: dict[str, str] = Field(default_factory=dict, max_length=50)
 
@@ -167,6 +168,7 @@ class EnvironmentSettings(BaseModel):
             setup_allow=tuple(self.setup_allow),
             setup_deny=tuple(self.setup_deny),
             setup_timeout=self.setup_timeout_seconds,
+            model_token_budget=self.model_token_budget,
         )
 
 

@@ -99,6 +99,7 @@ class Environment:
     setup_allow: tuple[str, ...] = ()
     setup_deny: tuple[str, ...] = ()
     setup_timeout: float = 600.0
+    model_token_budget: int | None = None  # model tokens a session may use (the gateway answers 429 past it)
 
 
 @dataclass
@@ -253,7 +254,11 @@ class SessionManager:
                 )
                 await self.egress.set_policy(session_id, setup_policy, "setup")
             await self.egress.listen_unix(session_id, routes.egress)
-            self.gateway.add_session(GitSession(session_id, repository, branch, upstream, credential, api_url), models)
+            self.gateway.add_session(
+                GitSession(session_id, repository, branch, upstream, credential, api_url),
+                models,
+                token_budget=env.model_token_budget,
+            )
             assert routes.gateway is not None
             await self.gateway.listen_unix(session_id, routes.gateway)
             progress("sandbox", "creating the sandbox")
