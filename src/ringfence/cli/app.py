@@ -9,7 +9,17 @@ from typing import Annotated
 
 import typer
 
-from ringfence.cli import audit_cmd, doctor_cmd, egress_cmd, env_cmd, gateway_cmd, sandbox_cmd, serve_cmd, session_cmd
+from ringfence.cli import (
+    audit_cmd,
+    doctor_cmd,
+    egress_cmd,
+    env_cmd,
+    gateway_cmd,
+    provider_cmd,
+    sandbox_cmd,
+    serve_cmd,
+    session_cmd,
+)
 from ringfence.cli.common import DataDir, now, reports_errors, settings, store_from
 from ringfence.cli.console import err, out
 from ringfence.policy import explain as explain_scenario
@@ -29,6 +39,8 @@ app.add_typer(gateway_cmd.app, name="gateway")
 app.add_typer(session_cmd.app, name="session")
 app.add_typer(env_cmd.app, name="environment")
 app.add_typer(env_cmd.app, name="env", hidden=True)
+app.add_typer(provider_cmd.app, name="provider")
+app.add_typer(provider_cmd.repo_app, name="repo")
 app.command("serve")(serve_cmd.serve)
 app.command("doctor")(doctor_cmd.doctor)
 
