@@ -21,6 +21,7 @@ app = typer.Typer(no_args_is_help=True, help="Model providers: where your accoun
 repo_app = typer.Typer(no_args_is_help=True, help="Repositories: connect one, store the token it needs.")
 Name = Annotated[str, typer.Argument(help="the provider's name (anthropic and openai imply their kind)")]
 KeyFile = Annotated[Path, typer.Option("--key-file", help="a file holding the provider's API key")]
+Org = Annotated[str | None, typer.Option(help="the organization (default: yours)")]
 TokenFile = Annotated[Path | None, typer.Option("--token-file", help="a file holding the repository's token")]
 
 
@@ -49,7 +50,7 @@ def set_provider(
     base_url: Annotated[str, typer.Option("--base-url", help="exactly what the provider's SDK takes")],
     key_file: KeyFile,
     kind: Annotated[str | None, typer.Option(help="anthropic or openai")] = None,
-    org: Annotated[str | None, typer.Option(help="the organization (default: yours)")] = None,
+    org: Org = None,
     server: Server = None,
     token: Token = None,
     data_dir: DataDir = None,
@@ -66,7 +67,7 @@ def set_provider(
 
 @app.command("list")
 def list_providers(
-    org: Annotated[str | None, typer.Option(help="the organization (default: yours)")] = None,
+    org: Org = None,
     server: Server = None,
     token: Token = None,
     data_dir: DataDir = None,
@@ -83,7 +84,7 @@ def list_providers(
 @app.command("delete")
 def delete_provider(
     name: Name,
-    org: Annotated[str | None, typer.Option(help="the organization (default: yours)")] = None,
+    org: Org = None,
     server: Server = None,
     token: Token = None,
     data_dir: DataDir = None,

@@ -13,6 +13,7 @@ Time comes from the injected clock.
 from __future__ import annotations
 
 import contextlib
+import functools
 import shutil
 from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
@@ -232,26 +233,16 @@ class SessionManager:
         routes = ProxyRoutes(egress=directory / "egress.sock", gateway=directory / "gateway.sock")
         sandbox: BubblewrapSandbox | None = None
         try:
-            policy = session_policy(
-                env.network,
-                env.allow,
-                env.deny,
-                repository_host=repo_host,
-                model_hosts=model_hosts,
-                deny_telemetry=not env.telemetry,
+            # both phases deny the repository host and the model APIs alike (G10, M2)
+            policy_of = functools.partial(
+                session_policy, repository_host=repo_host, model_hosts=model_hosts, deny_telemetry=not env.telemetry
             )
+            policy = policy_of(env.network, env.allow, env.deny)
             self.egress.add_session(session_id, policy, env.egress_limits)
             if env.setup is None:  # every record names its phase
                 await self.egress.set_policy(session_id, policy, "agent")
             else:  # the setup script's policy first; the agent's replaces it after
-                setup_policy = session_policy(
-                    env.setup_network,
-                    env.setup_allow,
-                    env.setup_deny,
-                    repository_host=repo_host,
-                    model_hosts=model_hosts,
-                    deny_telemetry=not env.telemetry,
-                )
+                setup_policy = policy_of(env.setup_network, env.setup_allow, env.setup_deny)
                 await self.egress.set_policy(session_id, setup_policy, "setup")
             await self.egress.listen_unix(session_id, routes.egress)
             self.gateway.add_session(
