@@ -48,7 +48,8 @@ MESSAGES_JSON = b'{"id":"m1","content":[],"usage":{"input_tokens":3,"output_toke
     ],
 )
 def test_usage_is_read_from_each_providers_answer(content_type: str, answer: bytes, counts: tuple) -> None:
-    meter = UsageMeter(content_type)
+    meter = UsageMeter()
+    meter.begin(content_type)
     meter.feed(answer)
     meter.finish()
     assert (meter.input_tokens, meter.output_tokens) == counts
@@ -56,9 +57,10 @@ def test_usage_is_read_from_each_providers_answer(content_type: str, answer: byt
 
 @given(st.sampled_from([ANTHROPIC_STREAM, RESPONSES_STREAM]), st.lists(st.integers(0, 2000), max_size=20))
 def test_any_split_of_a_stream_gives_the_same_counts(stream: bytes, cuts: list[int]) -> None:
-    whole = UsageMeter("text/event-stream")
+    whole, pieces = UsageMeter(), UsageMeter()
+    whole.begin("text/event-stream")
+    pieces.begin("text/event-stream")
     whole.feed(stream)
-    pieces = UsageMeter("text/event-stream")
     last = 0
     for cut in sorted(min(c, len(stream)) for c in cuts):
         pieces.feed(stream[last:cut])
@@ -70,7 +72,8 @@ def test_any_split_of_a_stream_gives_the_same_counts(stream: bytes, cuts: list[i
 @settings(max_examples=300)
 @given(st.sampled_from(["text/event-stream", "application/json"]), st.lists(st.binary(max_size=300), max_size=10))
 def test_garbage_never_crashes_the_meter(content_type: str, chunks: list[bytes]) -> None:
-    meter = UsageMeter(content_type)
+    meter = UsageMeter()
+    meter.begin(content_type)
     for chunk in chunks:
         meter.feed(chunk)
     meter.finish()

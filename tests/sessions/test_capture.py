@@ -8,13 +8,13 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from ringfence.sandbox import BubblewrapBackend, Output
+from ringfence.sandbox import BubblewrapBackend
 from ringfence.sessions.manager import Environment
 from ringfence.store import accounts, content
 from ringfence.store.db import Store
 from tests.gateway.git_host import GitHost, git
 from tests.sandbox.conftest import backend, sandbox_root  # noqa: F401 (fixtures)
-from tests.sessions.test_manager import NOW, caller, host, manager_for  # noqa: F401 (fixture)
+from tests.sessions.test_manager import NOW, caller, host, manager_for, turn  # noqa: F401 (fixture)
 
 WORK = (
     "pwd; echo changed >> file0.txt; echo new > untracked.txt; echo '*.log' > .gitignore; "
@@ -36,13 +36,10 @@ def test_uncommitted_work_is_kept_and_pushed_and_the_agents_index_is_untouched(
         manager = await manager_for(store, backend, host, tmp_path)
         try:
             live = await manager.start(caller(store, user.id), repo.id, env)
-            out = bytearray()
-            async for event in manager.prompt(live.id, WORK):
-                if isinstance(event, Output):
-                    out.extend(event.data)
+            output, _ = await turn(manager, live.id, WORK)
             staged = await live.sandbox.run(["git", "diff", "--cached", "--name-only"], cwd="repo")
             pushed = await manager.end(live.id)
-            return live.id, out.decode(), staged.stdout.decode(), pushed
+            return live.id, output, staged.stdout.decode(), pushed
         finally:
             await manager.shutdown()
 

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from ringfence.egress.rules import RuleError
-from ringfence.sandbox import BubblewrapBackend, Exit, Limits, Output
+from ringfence.sandbox import BubblewrapBackend, Exit, Limits
 from ringfence.sandbox.spec import LimitRequest
 from ringfence.server import create_app
 from ringfence.sessions.manager import Environment, SessionManager
@@ -25,7 +25,7 @@ from tests.conftest import T0
 from tests.gateway.git_host import GitHost
 from tests.sandbox.conftest import backend, sandbox_root  # noqa: F401 (fixtures)
 from tests.servers import serving
-from tests.sessions.test_manager import NOW, caller, host, manager_for  # noqa: F401 (fixture)
+from tests.sessions.test_manager import NOW, caller, host, manager_for, turn  # noqa: F401 (fixture)
 
 MiB = 2**20
 CEILING = Limits(memory_bytes=256 * MiB, pids=128, timeout_seconds=30, workspace_bytes=256 * MiB, cpu_weight=100)
@@ -162,15 +162,6 @@ def test_a_session_gets_exactly_its_limits_measured_from_inside(
     user = accounts.create_user(store, "u", NOW, actor="t", plan="pro")
     repo = accounts.connect_repository(store, user.id, f"{host.url}/acme/widgets.git", NOW, actor="t")
     env = Environment(network="none", agent=("sh", "-c", "{prompt}"), limits=asked)
-
-    async def turn(manager: SessionManager, session_id: str, script: str) -> tuple[str, Exit]:
-        out, final = bytearray(), Exit(-1)
-        async for event in manager.prompt(session_id, script):
-            if isinstance(event, Output):
-                out.extend(event.data)
-            else:
-                final = event
-        return out.decode(errors="replace"), final
 
     async def go() -> list[tuple[str, Exit]]:
         manager = await _manager(store, backend, host, tmp_path)

@@ -17,7 +17,7 @@ from ringfence.gateway.credentials import StaticToken
 from ringfence.gateway.git_proxy import Gateway
 from ringfence.net.addresses import AddressPolicy
 from ringfence.net.resolve import CachingResolver, StaticResolver
-from ringfence.sandbox import BubblewrapBackend, Limits, Output
+from ringfence.sandbox import BubblewrapBackend, Exit, Limits, Output
 from ringfence.sessions.manager import Caller, Environment, RepositoryHost, SessionManager
 from ringfence.store import accounts, content
 from ringfence.store.crypto import Secret
@@ -67,14 +67,22 @@ def caller(store: Store, user_id: str) -> Caller:
     return Caller(user_id, key.id)
 
 
-async def one_turn(manager: SessionManager, user_id: str, repo_id: str, env: Environment) -> tuple[str, str, str]:
-    live = await manager.start(caller(manager.store, user_id), repo_id, env)
-    out = bytearray()
-    async for event in manager.prompt(live.id, "write the notes"):
+async def turn(manager: SessionManager, session_id: str, text: str) -> tuple[str, Exit]:
+    """One prompt: the agent's whole output, and how it ended."""
+    out, final = bytearray(), Exit(-1)
+    async for event in manager.prompt(session_id, text):
         if isinstance(event, Output):
             out.extend(event.data)
+        else:
+            final = event
+    return out.decode(errors="replace"), final
+
+
+async def one_turn(manager: SessionManager, user_id: str, repo_id: str, env: Environment) -> tuple[str, str, str]:
+    live = await manager.start(caller(manager.store, user_id), repo_id, env)
+    output, _ = await turn(manager, live.id, "write the notes")
     pushed = await manager.end(live.id)
-    return live.id, out.decode(), pushed
+    return live.id, output, pushed
 
 
 def test_a_consumer_session_keeps_its_turns_and_pushes_its_branch(

@@ -20,7 +20,7 @@ from ringfence.gateway.credentials import StaticToken
 from ringfence.gateway.git_proxy import Gateway
 from ringfence.net.addresses import AddressPolicy
 from ringfence.net.resolve import CachingResolver, StaticResolver
-from ringfence.sandbox import BubblewrapBackend, Output
+from ringfence.sandbox import BubblewrapBackend
 from ringfence.sessions.manager import Environment, RepositoryHost, SessionManager, StoreModels
 from ringfence.store import accounts, providers
 from ringfence.store.crypto import Secret
@@ -28,7 +28,7 @@ from ringfence.store.db import Store
 from tests.gateway.git_host import GitHost, loopback_dialer
 from tests.sandbox.conftest import backend, sandbox_root  # noqa: F401 (fixtures)
 from tests.sandbox.test_escapes import probe
-from tests.sessions.test_manager import NOW, TOKEN, caller, host  # noqa: F401 (fixture)
+from tests.sessions.test_manager import NOW, TOKEN, caller, host, turn  # noqa: F401 (fixture)
 
 ANTHROPIC_KEY = "sk-ant-SESSION-PROVIDER-1122"
 OPENAI_KEY = "sk-openai-SESSION-PROVIDER-3344"
@@ -110,13 +110,10 @@ def test_model_calls_carry_the_accounts_key_never_the_placeholder(
         )  # fmt: skip
         try:
             live = await manager.start(caller(store, member.id), repo.id, env)
-            out = bytearray()
-            async for event in manager.prompt(live.id, CALLS):
-                if isinstance(event, Output):
-                    out.extend(event.data)
+            output, _ = await turn(manager, live.id, CALLS)
             [scan] = await probe(live.sandbox, ("proc_scan",))
             await manager.delete(live.id, actor=member.id)
-            return out.decode(), scan
+            return output, scan
         finally:
             await manager.shutdown()
 

@@ -34,7 +34,7 @@ from ringfence.egress.rules import EgressDecision, EgressPolicy, HostRule
 from ringfence.egress.tls import NotTls, read_client_hello
 from ringfence.net.addresses import AddressPolicy, IPAddress
 from ringfence.net.dial import Dialed, DialRefused, dial
-from ringfence.net.hostport import HostError, Target, local_by_definition, normalize_name, parse_target
+from ringfence.net.hostport import HostError, Target, normalize_name, parse_target
 from ringfence.net.httphead import (
     DENY_HEADER,
     HeadError,
@@ -382,10 +382,6 @@ class EgressProxy:
     async def _decide_and_dial(
         self, state: SessionEgress, target: Target, record: dict[str, Any]
     ) -> tuple[EgressDecision, Dialed]:
-        if target.literal is None and (local := local_by_definition(target.host)) is not None:
-            # Before the host rules and any lookup, in every mode (report included): like an address check
-            record.update(rule="name:local")
-            raise Refusal(403, local, "name:local")
         decision = state.policy.decide(target)
         record.update(rule=decision.rule)
         if not decision.allowed:

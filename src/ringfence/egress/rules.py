@@ -15,7 +15,7 @@ from functools import cache
 from importlib import resources
 from typing import Literal
 
-from ringfence.net.hostport import HostError, Target, parse_host
+from ringfence.net.hostport import HostError, Target, local_by_definition, parse_host
 
 Mode = Literal["none", "trusted", "custom", "full"]
 MODES: tuple[Mode, ...] = ("none", "trusted", "custom", "full")
@@ -194,6 +194,9 @@ class EgressPolicy:
         return EgressDecision(False, f"mode:{self.mode}", f"{target} is not in {listed} of network mode '{self.mode}'")
 
     def decide(self, target: Target) -> EgressDecision:
+        # Refused in every mode, report included, before the host rules (and so before any lookup).
+        if target.literal is None and (local := local_by_definition(target.host)) is not None:
+            return EgressDecision(False, "name:local", local)
         for rule in self.fixed_deny:
             if rule.matches(target):
                 return EgressDecision(
@@ -234,20 +237,10 @@ def session_policy(
     HTTPS straight to the host, is refused here (report mode records it as 'would deny' but it is still denied:
     the deny list is not subject to report mode)."""
     policy = EgressPolicy.build(mode, allow, deny, report=report, deny_telemetry=deny_telemetry)
-    models = tuple(HostRule.parse(host) for host in {*DEFAULT_MODEL_HOSTS, *model_hosts})
-    policy = replace(policy, model_hosts=models)
+    models = tuple(HostRule.parse(host) for host in dict.fromkeys((*DEFAULT_MODEL_HOSTS, *model_hosts)))
     if repository_host is None:
-        return policy
+        return replace(policy, model_hosts=models)
     host_rule = HostRule.parse(repository_host)
     if host_rule.wildcard or host_rule.ports is not None:
         raise RuleError(f"repository host {repository_host!r} must be a plain host name")
-    return EgressPolicy(
-        policy.mode,
-        policy.allow,
-        (*policy.deny, host_rule),
-        policy.report,
-        policy.deny_telemetry,
-        policy.preset,
-        fixed_deny=(host_rule,),
-        model_hosts=models,
-    )
+    return replace(policy, deny=(*policy.deny, host_rule), fixed_deny=(host_rule,), model_hosts=models)

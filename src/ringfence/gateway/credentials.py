@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from ringfence.gateway.routes import Repository
 from ringfence.net.dial import Dialer, DialRefused
-from ringfence.net.hostport import HostError, parse_target
+from ringfence.net.hostport import HostError, url_target
 from ringfence.store.crypto import Secret
 
 API_VERSION = "2022-11-28"
@@ -177,8 +177,7 @@ class GitHubInstallationTokens:
     ) -> tuple[int, Any]:
         api = urlsplit(self.app.api_url)
         try:
-            target = parse_target(api.netloc.rpartition("@")[2], default_port=443 if api.scheme == "https" else 80)
-            dialed = await self.dialer.connect(target)
+            dialed = await self.dialer.connect(url_target(self.app.api_url))
         except HostError as exc:
             raise CredentialError(f"the GitHub API URL cannot be read: {exc}") from None
         except DialRefused as exc:

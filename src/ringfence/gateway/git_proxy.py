@@ -33,7 +33,7 @@ from ringfence.gateway.receive_pack import PushHead, PushHeadReader, PushRefused
 from ringfence.gateway.routes import GitRoute, Repository, RouteRefused, route_git
 from ringfence.gateway.usage import UsageMeter, requested_model
 from ringfence.net.dial import Dialer, DialRefused
-from ringfence.net.hostport import HostError, parse_target
+from ringfence.net.hostport import HostError, url_target
 from ringfence.net.httphead import (
     DENY_HEADER,
     HeadError,
@@ -410,7 +410,7 @@ class Gateway:
         kept_up = bytearray() if upstream.recorder is not None else None
         kept_down = bytearray() if upstream.recorder is not None else None
         head = bytearray()  # the request's first bytes, for the model it names (never kept)
-        meter = UsageMeter("")
+        meter = UsageMeter()
 
         async def body() -> AsyncIterator[bytes]:
             async for chunk in self._body(conn, reader):
@@ -515,12 +515,11 @@ class Gateway:
         `keep`, when given, also collects the answer's body (bounded) for the session's recorder."""
         base = urlsplit(base_url)
         secure = base.scheme == "https"
-        port = base.port or (443 if secure else 80)
         assert base.hostname is not None
         try:
             # Through the operator's address policy, as the egress proxy dials (T4): the address judged is the
             # address dialed; a host the policy refuses is a 403 naming why, and nothing is sent to it.
-            dialed = await self.dialer.connect(parse_target(f"{base.netloc.rpartition('@')[2]}", default_port=port))
+            dialed = await self.dialer.connect(url_target(base_url))
         except HostError as exc:
             raise _Refused(403, f"the {who}'s address cannot be read: {exc}", "upstream:address") from None
         except DialRefused as exc:
@@ -574,9 +573,9 @@ class Gateway:
                     await writer.drain()
                     if isinstance(event, h11.Response):
                         record.update(status=event.status_code)
-                        if meter is not None:
-                            kind = dict((n.lower(), v) for n, v in event.headers).get(b"content-type", b"")
-                            meter.streaming = kind.split(b";")[0].strip().lower() == b"text/event-stream"
+                        if meter is not None:  # h11 gives header names in lower case
+                            kind = next((v for n, v in event.headers if n == b"content-type"), b"")
+                            meter.begin(kind.decode("latin-1"))
                 elif isinstance(event, h11.Data):
                     bytes_down += len(event.data)
                     if keep is not None and len(keep) < _RECORD_MAX:

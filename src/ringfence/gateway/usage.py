@@ -34,19 +34,25 @@ def _counts(usage: Any) -> tuple[int | None, int | None]:
 
 
 class UsageMeter:
-    def __init__(self, content_type: str) -> None:
-        self.streaming = content_type.split(";")[0].strip().lower() == "text/event-stream"
+    """One answer's usage: `begin` with the answer's content type, `feed` its body as it passes, then `finish`."""
+
+    def __init__(self) -> None:
+        self.streaming = False
         self.input_tokens: int | None = None
         self.output_tokens: int | None = None
         self._buffer = bytearray()
-        self._skipping = False  # inside an over-long event line
+        self._skipping = False  # inside an over-long event line, or past MAX_JSON of a whole answer
+
+    def begin(self, content_type: str) -> None:
+        self.streaming = content_type.split(";")[0].strip().lower() == "text/event-stream"
 
     def feed(self, data: bytes) -> None:
         if not self.streaming:
-            if len(self._buffer) + len(data) <= MAX_JSON:
-                self._buffer.extend(data)
+            if self._skipping or len(self._buffer) + len(data) > MAX_JSON:
+                self._buffer.clear()  # too long to parse: no usage from it
+                self._skipping = True
             else:
-                self._buffer = bytearray(b"!")  # too long to parse: no usage from it
+                self._buffer.extend(data)
             return
         self._buffer.extend(data)
         while (end := self._buffer.find(b"\n")) >= 0:

@@ -13,10 +13,9 @@ import socket
 import time
 from collections.abc import Collection
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from ringfence.net.addresses import AddressPolicy, AddressVerdict, IPAddress
-from ringfence.net.hostport import HostError, Target, local_by_definition, parse_target
+from ringfence.net.hostport import HostError, Target, local_by_definition, url_target
 from ringfence.net.resolve import CachingResolver, ResolveError
 
 
@@ -126,21 +125,16 @@ async def dial(
 def endpoints_of(url: str) -> frozenset[tuple[IPAddress, int]]:
     """The (address, port) pairs an operator's own URL names now (a blocking lookup, for start-up): what a
     component told to trust exactly that upstream may dial, and nothing else of its class."""
-    parts = urlsplit(url)
-    if parts.hostname is None:
-        raise ValueError(f"{url!r} has no host")
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    found = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
-    return frozenset((ipaddress.ip_address(str(info[4][0]).split("%")[0]), port) for info in found)
+    target = url_target(url)
+    found = socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
+    return frozenset((ipaddress.ip_address(str(info[4][0]).split("%")[0]), target.port) for info in found)
 
 
 async def check_url(dialer: Dialer, url: str) -> str | None:
     """Why `url`'s host may never be dialed (None: it may be, or it cannot be told now because its name does not
     resolve here; the dial checks again, on the address it dials). For refusing a URL when it is saved."""
-    parts = urlsplit(url)
     try:
-        target = parse_target(parts.netloc.rpartition("@")[2], default_port=443 if parts.scheme == "https" else 80)
-        await dialer.check(target)
+        await dialer.check(url_target(url))
     except HostError as exc:
         return str(exc)
     except DialRefused as exc:

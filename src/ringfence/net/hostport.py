@@ -13,6 +13,7 @@ import ipaddress
 import re
 import socket
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import idna
 
@@ -164,3 +165,9 @@ def parse_target(text: str, what: str = "target", default_port: int | None = Non
         port = _port(port_part, f"{what} {text[:80]!r}")
     host, literal = parse_host(host_part, what)
     return Target(host, port, literal)
+
+
+def url_target(url: str, what: str = "URL") -> Target:
+    """Where an http(s) URL points: its authority read as a target, the scheme's port when none is given."""
+    parts = urlsplit(url)
+    return parse_target(parts.netloc, what, default_port=443 if parts.scheme == "https" else 80)

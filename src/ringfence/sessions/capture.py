@@ -16,6 +16,7 @@ from ringfence.sandbox.base import Sandbox
 
 REPO = "repo"
 COMMITTER = {"GIT_COMMITTER_NAME": "ringfence", "GIT_COMMITTER_EMAIL": "ringfence@ringfence.invalid"}
+IDENTITY_VARIABLES = ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", *COMMITTER)  # set by ringfence, never by an environment
 _HEX = re.compile(r"^[0-9a-f]{40,64}$")
 # A copy of the index, everything added to it, the difference from BASE; the agent's index stays as it was.
 _WORKING_TREE_DIFF = (
@@ -28,7 +29,8 @@ _WORKING_TREE_DIFF = (
 def identity(user_name: str, user_id: str) -> dict[str, str]:
     """The sandbox's git identity: commits are authored by the session's user and committed by ringfence."""
     name = "".join(c for c in user_name if c.isprintable() and c not in "<>\n") or user_id
-    return {"GIT_AUTHOR_NAME": name[:100], "GIT_AUTHOR_EMAIL": f"{user_id}@users.ringfence.invalid", **COMMITTER}
+    author = {"GIT_AUTHOR_NAME": name[:100], "GIT_AUTHOR_EMAIL": f"{user_id}@users.ringfence.invalid"}
+    return {**author, **COMMITTER}
 
 
 async def working_tree_change(sandbox: Sandbox, base: str) -> str:

@@ -27,7 +27,7 @@ from ringfence.store.models import User
 Mode = Literal["none", "trusted", "custom", "full"]
 BUILTIN_AGENT = ["/usr/bin/python3", AGENT_PATH, "{prompt}"]
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
-_RESERVED_ENV = {name.upper() for name in (*RESERVED_ENV, *MODEL_ENV, *capture.identity("x", "x"))} | {
+_RESERVED_ENV = {name.upper() for name in (*RESERVED_ENV, *MODEL_ENV, *capture.IDENTITY_VARIABLES)} | {
     "LD_PRELOAD",
     "LD_LIBRARY_PATH",
 }

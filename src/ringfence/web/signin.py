@@ -43,9 +43,14 @@ def signed_in(request: Request, store: Store) -> tuple[User, ApiKey] | None:
     return accounts.authenticate(store, token)
 
 
-def csrf_token(request: Request) -> str:
+def _mac(request: Request, data: str) -> str:
+    """The console's MAC (under the key made at start) of `data`: CSRF tokens and flash messages."""
     key: bytes = request.app.state.console_key
-    return hmac.new(key, (_token(request) or "").encode(), hashlib.sha256).hexdigest()
+    return hmac.new(key, data.encode(), hashlib.sha256).hexdigest()
+
+
+def csrf_token(request: Request) -> str:
+    return _mac(request, _token(request) or "")
 
 
 def check_csrf(request: Request, sent: str | None) -> None:
@@ -89,9 +94,15 @@ _FLASH_KINDS = ("error", "notice")
 
 def set_flash(response: Response, request: Request, kind: str, text: str) -> None:
     payload = base64.urlsafe_b64encode(json.dumps([kind, text[:1500]]).encode()).decode()
-    mac = hmac.new(request.app.state.console_key, payload.encode(), hashlib.sha256).hexdigest()
-    response.set_cookie(FLASH, f"{payload}.{mac}", httponly=True, samesite="strict", path="/ui", max_age=60,
-                        secure=request.url.scheme == "https")  # fmt: skip
+    response.set_cookie(
+        FLASH,
+        f"{payload}.{_mac(request, payload)}",
+        httponly=True,
+        samesite="strict",
+        path="/ui",
+        max_age=60,
+        secure=request.url.scheme == "https",
+    )
 
 
 def flash(request: Request) -> tuple[str, str] | None:
@@ -99,8 +110,7 @@ def flash(request: Request) -> tuple[str, str] | None:
     payload, _, mac = request.cookies.get(FLASH, "").partition(".")
     if not payload:
         return None
-    expected = hmac.new(request.app.state.console_key, payload.encode(), hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(mac, expected):
+    if not hmac.compare_digest(mac, _mac(request, payload)):
         return None
     kind, text = json.loads(base64.urlsafe_b64decode(payload))
     return (kind, text) if kind in _FLASH_KINDS and isinstance(text, str) else None
