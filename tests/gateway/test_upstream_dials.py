@@ -157,3 +157,27 @@ def test_connecting_a_repository_the_server_may_not_dial_is_refused_with_the_rea
         allowed = httpx.post(f"{base}/v1/users/{user.id}/repositories", json={"url": "http://127.0.0.1:9/o/n"},
                              headers=auth)  # fmt: skip
         assert allowed.status_code == 201, allowed.text  # the operator's range allows it
+
+
+@pytest.mark.parametrize("listen", ["0.0.0.0:{port}", "[::]:{port}", "127.0.0.1:{port}"])
+@pytest.mark.parametrize("url", ["http://127.0.0.1:{port}/a/b", "http://127.0.0.2:{port}/a/b", "http://[::1]:{port}/a/b",
+                                 "http://0.0.0.0:{port}/a/b"])  # fmt: skip
+def test_the_servers_own_listener_is_never_dialed_whatever_address_it_listens_on(listen: str, url: str) -> None:
+    """A server listening on every address is reached through loopback too: even where the operator allows
+    loopback (a local model server), no upstream may be the server's own port on a local address."""
+    import asyncio
+
+    from ringfence.config import load_settings
+    from ringfence.sessions.embedded import upstream_dialer
+
+    port = 18600
+    config = load_settings({"listen": listen.format(port=port)},
+                           environ={"RINGFENCE_EGRESS_ALLOW_RANGES": "127.0.0.0/8,::1/128,0.0.0.0/32"})  # fmt: skip
+    dialer = upstream_dialer(config, resolver=StaticResolver({}))
+    target = url.format(port=port)
+    reason = asyncio.run(check_url(dialer, target))
+    if listen.startswith("127.0.0.1") and ("127.0.0.2" in target or "::1" in target):
+        assert reason is None  # a listener on 127.0.0.1 alone is not there: the operator's range allows these
+    else:
+        assert reason is not None and "own endpoints" in reason, (listen, target)
+    assert asyncio.run(check_url(dialer, url.format(port=port + 1))) is None  # another local port: the range allows it

@@ -60,16 +60,33 @@ def _exactly(verdict: AddressVerdict, port: int, endpoints: Collection[tuple[IPA
     return AddressVerdict(True, verdict.address, verdict.kind, f"{verdict.address} port {port} allowed exactly")
 
 
+def reaches_protected(
+    verdict: AddressVerdict, port: int, protected: Collection[tuple[IPAddress, int]], policy: AddressPolicy
+) -> bool:
+    """Whether dialing the judged address at `port` would reach one of this host's `protected` listeners: the
+    same address and port; or, on that port, any local address (loopback, unspecified, the host's own) when the
+    listener is on the unspecified address (it answers on all of them); or the unspecified address itself (a dial
+    to 0.0.0.0 or :: reaches whatever listens locally on that port)."""
+    local = verdict.kind.name in ("loopback", "unspecified") or verdict.address in policy.host_addresses
+    for address, guarded in protected:
+        if guarded != port:
+            continue
+        if address == verdict.address or verdict.kind.name == "unspecified" or (address.is_unspecified and local):
+            return True
+    return False
+
+
 def _dialable(
     verdicts: tuple[AddressVerdict, ...],
     target: Target,
+    policy: AddressPolicy,
     protected: Collection[tuple[IPAddress, int]],
     endpoints: Collection[tuple[IPAddress, int]],
 ) -> tuple[tuple[AddressVerdict, ...], list[AddressVerdict]]:
     """The verdicts (with exactly allowed endpoints applied) and the addresses that may be dialed, best first; a
     DialRefused naming the first reason when there are none."""
     verdicts = tuple(_exactly(v, target.port, endpoints) for v in verdicts)
-    safe = [v for v in verdicts if v.allowed and (v.address, target.port) not in protected]
+    safe = [v for v in verdicts if v.allowed and not reaches_protected(v, target.port, protected, policy)]
     if not safe:
         looped = [v for v in verdicts if v.allowed]
         if looped:
@@ -94,7 +111,7 @@ async def dial(
     server) are refused even inside an allowed range: a proxy must not loop into its own host's services.
     `endpoints` are (address, port) pairs allowed exactly, whatever their class (the demo's own git host)."""
     verdicts, dns_seconds = await judge_target(target, policy, resolver, now)
-    verdicts, safe = _dialable(verdicts, target, protected, endpoints)
+    verdicts, safe = _dialable(verdicts, target, policy, protected, endpoints)
     loop = asyncio.get_running_loop()
     start = time.perf_counter()
     failures = []
@@ -170,4 +187,4 @@ class Dialer:
         """Refuses (DialRefused, with the reason) a target none of whose addresses may be dialed; connects nothing.
         What is checked when a URL is saved; the dial itself checks again, on the address it dials."""
         verdicts, _ = await judge_target(target, self.policy, self.resolver, time.monotonic())
-        _dialable(verdicts, target, self.protected, self.endpoints)
+        _dialable(verdicts, target, self.policy, self.protected, self.endpoints)
