@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ringfence.gateway.usage import UsageMeter, requested_model
+from ringfence.gateway.usage import MAX_IN_FLIGHT, UsageMeter, requested_model
 from tests.egress.harness import read_all, status_of
 from tests.gateway.test_git_gateway import GatewayHarness
 
@@ -142,3 +142,72 @@ def test_each_model_call_is_audited_with_its_usage_and_a_budget_answers_429(prov
     assert first["status"] == 200 and first["bytes_down"] == len(CHAT_JSON) and "duration_ms" in first
     assert calls[2]["decision"] == "deny" and calls[2]["rule"] == "model:budget"
     assert "secret prompt words" not in json.dumps(harness.records)  # never content
+
+
+class SlowProvider:
+    """Answers after `delay` seconds, with usage (Chat Completions JSON) or without it (a stream whose client did
+    not ask for usage: Chat Completions sends none then)."""
+
+    def __init__(self, delay: float, with_usage: bool) -> None:
+        answer = CHAT_JSON if with_usage else b'data: {"choices":[{"delta":{"content":"hi"}}]}\n\ndata: [DONE]\n\n'
+        kind = "application/json" if with_usage else "text/event-stream"
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                time.sleep(delay)
+                self.send_response(200)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_budget_cannot_be_outrun_by_calls_made_at_once() -> None:
+    """A hostile agent fires many calls together, before any has reported its usage: with a budget, only a few
+    run at once, so the budget is overshot by at most those."""
+    provider = SlowProvider(0.5, with_usage=True)
+    harness = GatewayHarness("http://127.0.0.1:9", models={"llm": (provider.url, "sk-x")}, token_budget=30)
+    try:
+        answers: list[bytes] = []
+        threads = [threading.Thread(target=lambda: answers.append(_call(harness.port))) for _ in range(12)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    finally:
+        harness.close()
+        provider.close()
+    statuses = sorted(status_of(a) for a in answers)
+    assert statuses.count(200) <= MAX_IN_FLIGHT and statuses.count(429) >= 12 - MAX_IN_FLIGHT, statuses
+
+
+def test_answers_that_report_no_usage_still_count_against_the_budget() -> None:
+    """Chat Completions streams carry no usage unless the client asks: such an answer is counted by its size."""
+    provider = SlowProvider(0.0, with_usage=False)
+    harness = GatewayHarness("http://127.0.0.1:9", models={"llm": (provider.url, "sk-x")}, token_budget=30)
+    try:
+        answers = [_call(harness.port) for _ in range(4)]
+        deadline = time.monotonic() + 5
+        while len([r for r in harness.records if r.get("route") == "model"]) < 4 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        harness.close()
+        provider.close()
+    assert status_of(answers[0]) == 200 and status_of(answers[-1]) == 429, [status_of(a) for a in answers]
+    first = next(r for r in harness.records if r.get("route") == "model")
+    assert "input_tokens" not in first and first["estimated_tokens"] > 0  # the audit says it was an estimate

@@ -31,7 +31,7 @@ from ringfence.gateway.host_api import judge_api_call
 from ringfence.gateway.pktline import FLUSH, encode
 from ringfence.gateway.receive_pack import PushHead, PushHeadReader, PushRefused, check_push
 from ringfence.gateway.routes import GitRoute, Repository, RouteRefused, route_git
-from ringfence.gateway.usage import UsageMeter, requested_model
+from ringfence.gateway.usage import TokenBudget, UsageMeter, estimated_tokens, requested_model
 from ringfence.net.dial import Dialer, DialRefused
 from ringfence.net.hostport import HostError, url_target
 from ringfence.net.httphead import (
@@ -158,8 +158,7 @@ class Gateway:
         self.limits = limits or GatewayLimits()
         self.sessions: dict[str, GitSession] = {}
         self.models: dict[str, dict[str, ModelUpstream]] = {}
-        self.budgets: dict[str, int | None] = {}
-        self.tokens_used: dict[str, int] = {}  # per session, as the providers' answers report them
+        self.budgets: dict[str, TokenBudget] = {}  # the sessions that have a model token budget
         self._servers: dict[str, list[asyncio.Server]] = {}
         self._ssl = upstream_ssl
 
@@ -172,8 +171,8 @@ class Gateway:
             raise ValueError(f"session {session.session_id} already has a gateway route")
         self.sessions[session.session_id] = session
         self.models[session.session_id] = {m.provider: m for m in models}
-        self.budgets[session.session_id] = token_budget
-        self.tokens_used[session.session_id] = 0
+        if token_budget is not None:
+            self.budgets[session.session_id] = TokenBudget(token_budget)
         self._servers[session.session_id] = []
 
     async def listen_tcp(self, session_id: str, host: str, port: int) -> tuple[str, int]:
@@ -194,7 +193,6 @@ class Gateway:
         session = self.sessions.pop(session_id, None)
         self.models.pop(session_id, None)
         self.budgets.pop(session_id, None)
-        self.tokens_used.pop(session_id, None)
         if session is not None:
             with contextlib.suppress(Exception):
                 await session.credential.discard()
@@ -401,9 +399,10 @@ class Gateway:
             raise _Refused(
                 405, f"{request.method.decode(errors='replace')} is not forwarded to a model API", "model:method"
             )
-        budget, used = self.budgets.get(session.session_id), self.tokens_used.get(session.session_id, 0)
-        if budget is not None and used >= budget:
-            raise _Refused(429, f"this session's model token budget of {budget} is spent ({used} used)", "model:budget")
+        budget = self.budgets.get(session.session_id)
+        refused = budget.admit() if budget is not None else None
+        if refused is not None:
+            raise _Refused(429, refused, "model:budget")
         base = urlsplit(upstream.base_url)
         target = f"{base.path.rstrip('/')}/{path}"
         record.update(rule=f"model:{provider}")
@@ -420,26 +419,33 @@ class Gateway:
                     kept_up.extend(chunk[: _RECORD_MAX - len(kept_up)])
                 yield chunk
 
-        again = await self._upstream(
-            upstream.base_url,
-            target,
-            request,
-            _MODEL_FORWARDED,
-            [(upstream.header.encode(), _Hidden((upstream.scheme + upstream.key.reveal()).encode()))],  # only here
-            body(),
-            b"",
-            conn,
-            writer,
-            record,
-            "model provider",
-            kept_down,
-            meter,
-        )
-        meter.finish()
-        tokens = {"input_tokens": meter.input_tokens, "output_tokens": meter.output_tokens}
-        record.update(model=requested_model(bytes(head)), **{k: v for k, v in tokens.items() if v is not None})
-        if session.session_id in self.tokens_used:
-            self.tokens_used[session.session_id] += meter.total
+        charged = 0
+        try:
+            again = await self._upstream(
+                upstream.base_url,
+                target,
+                request,
+                _MODEL_FORWARDED,
+                [(upstream.header.encode(), _Hidden((upstream.scheme + upstream.key.reveal()).encode()))],  # only here
+                body(),
+                b"",
+                conn,
+                writer,
+                record,
+                "model provider",
+                kept_down,
+                meter,
+            )
+            meter.finish()
+            tokens = {"input_tokens": meter.input_tokens, "output_tokens": meter.output_tokens}
+            record.update(model=requested_model(bytes(head)), **{k: v for k, v in tokens.items() if v is not None})
+            charged = meter.total
+            if meter.input_tokens is None and meter.output_tokens is None:  # counted by size, never as free
+                charged = estimated_tokens(record.get("bytes_up", 0) + record.get("bytes_down", 0))
+                record.update(estimated_tokens=charged)
+        finally:
+            if budget is not None:
+                budget.done(charged)
         if upstream.recorder is not None and kept_up is not None and kept_down is not None:
             upstream.recorder(bytes(kept_up), bytes(kept_down))
             record.update(recorded=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from typing import Any
 
 MAX_LINE = 1 << 20  # an event line longer than this is skipped (its usage, if any, is not counted)
@@ -96,3 +97,36 @@ class UsageMeter:
     @property
     def total(self) -> int:
         return (self.input_tokens or 0) + (self.output_tokens or 0)
+
+
+BYTES_PER_TOKEN = 4  # an answer that reports no usage is counted by its size, at about this many bytes a token
+MAX_IN_FLIGHT = 4  # model calls a session with a budget may have running at once
+
+
+@dataclass
+class TokenBudget:
+    """A session's model token budget. Calls are admitted while the tokens used are below the limit, and at most
+    MAX_IN_FLIGHT at once: usage is known only when an answer ends, so calls made together could otherwise all
+    start before any was counted; the overshoot is bounded by those few calls. An answer that reports no usage
+    (a Chat Completions stream whose client did not ask for it) is charged by its size, never as free."""
+
+    limit: int
+    used: int = 0
+    in_flight: int = 0
+
+    def admit(self) -> str | None:
+        """Why a new call is refused now (None: admitted, and counted in flight until `done`)."""
+        if self.used >= self.limit:
+            return f"this session's model token budget of {self.limit} is spent ({self.used} used)"
+        if self.in_flight >= MAX_IN_FLIGHT:
+            return f"at most {MAX_IN_FLIGHT} model calls run at once in a session with a token budget"
+        self.in_flight += 1
+        return None
+
+    def done(self, tokens: int) -> None:
+        self.in_flight -= 1
+        self.used += tokens
+
+
+def estimated_tokens(byte_count: int) -> int:
+    return -(-byte_count // BYTES_PER_TOKEN)
