@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -398,3 +399,26 @@ def test_reconcile_leaves_another_live_processs_sandboxes_alone(sandbox_root: Pa
     finally:
         other.kill()
         other.stdout.close()
+
+
+def test_closing_a_commands_stream_early_ends_the_command_even_with_its_pipe_full(backend: BubblewrapBackend) -> None:
+    """A reader that stops early (a client gone mid-prompt, a capture cut at its size) closes the stream: the
+    command is ended and its cleanup finishes, though nobody reads its full pipe (asyncio's wait() waits for the
+    pipe's end, which a paused pipe never saw: the close used to hang for ever)."""
+    import contextlib
+
+    async def go() -> tuple[int, list[int]]:
+        sandbox = await backend.create(SandboxSpec())
+        uid = os.stat(backend.root / sandbox.id / "workspace").st_uid
+        try:
+            stream = sandbox.exec(["sh", "-c", "yes aaaaaaaaaaaaaaaaaaaaaaaa | head -c 100000000; sleep 100"])
+            async with contextlib.aclosing(stream) as events:
+                async for _ in events:
+                    break  # one chunk, then no more reading
+            left = [pid for pid in _processes_of(uid) if b"sleep" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+            return uid, left
+        finally:
+            await sandbox.destroy()
+
+    _, left = run(asyncio.wait_for(go(), 60))  # a hang fails here instead of stalling the suite
+    assert left == []

@@ -11,6 +11,7 @@ from pathlib import Path
 from ringfence.sandbox import BubblewrapBackend
 from ringfence.sessions.manager import Environment
 from ringfence.store import accounts, content
+from ringfence.store.content import MAX_CONTENT_BYTES
 from ringfence.store.db import Store
 from tests.gateway.git_host import GitHost, git
 from tests.sandbox.conftest import backend, sandbox_root  # noqa: F401 (fixtures)
@@ -57,3 +58,32 @@ def test_uncommitted_work_is_kept_and_pushed_and_the_agents_index_is_untouched(
                     f"session {session_id}"  # fmt: skip
     files = git("--git-dir", bare, "show", "--name-only", "--format=", pushed).stdout.split()
     assert sorted(files) == [".gitignore", "deep/er/nested.txt", "file0.txt", "untracked.txt"]
+
+
+def test_a_huge_change_is_kept_cut_and_the_turn_still_ends(
+    store: Store,
+    backend: BubblewrapBackend,  # noqa: F811
+    host: GitHost,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """A hostile agent writes a 40 MB file and commits nothing: the capture reads at most what the store keeps of
+    one item (never the whole diff into the server's memory), says it was cut, and the turn ends normally."""
+    user = accounts.create_user(store, "u", NOW, actor="t", plan="pro")
+    repo = accounts.connect_repository(store, user.id, f"{host.url}/acme/widgets.git", NOW, actor="t")
+    env = Environment(network="none", agent=("sh", "-c", "{prompt}"))
+
+    async def go() -> tuple[str, str]:
+        manager = await manager_for(store, backend, host, tmp_path)
+        try:
+            live = await manager.start(caller(store, user.id), repo.id, env)
+            write = "head -c 40000000 /dev/zero | tr '\\0' a | fold -w 99 > big.txt; echo wrote"
+            output, final = await turn(manager, live.id, write)
+            assert final.code == 0
+            return live.id, output
+        finally:
+            await manager.shutdown()
+
+    session_id, output = asyncio.run(go())
+    assert "wrote" in output
+    [change] = [r.text for r in content.read_content(store, session_id) if r.kind == "code_change"]
+    assert len(change.encode()) <= MAX_CONTENT_BYTES and change.rstrip().endswith("the rest was not kept]")

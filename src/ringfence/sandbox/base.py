@@ -7,7 +7,7 @@ backend whose workspace is not on this host fits without change.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Protocol
 
 from ringfence.sandbox.spec import Completed, Exit, Output, SandboxSpec
@@ -17,9 +17,11 @@ class Sandbox(Protocol):
     @property
     def id(self) -> str: ...
 
-    def exec(self, argv: Sequence[str], *, timeout: float | None = None, cwd: str = "") -> AsyncIterator[Output | Exit]:
+    def exec(
+        self, argv: Sequence[str], *, timeout: float | None = None, cwd: str = ""
+    ) -> AsyncGenerator[Output | Exit, None]:
         """Run `argv` in the sandbox, in `cwd` (a directory relative to the workspace; "" is the workspace itself);
-        yields output chunks as they come, then exactly one Exit."""
+        yields output chunks as they come, then exactly one Exit. Closing the generator early ends the command."""
         ...
 
     async def run(self, argv: Sequence[str], *, timeout: float | None = None, cwd: str = "") -> Completed:

@@ -16,7 +16,7 @@ import logging
 import os
 import shutil
 import stat
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from pathlib import Path
 
 from ringfence.sandbox import diskimage, seccomp_filter, uids, workspace
@@ -121,7 +121,7 @@ class BubblewrapSandbox:
 
     async def exec(
         self, argv: Sequence[str], *, timeout: float | None = None, cwd: str = ""
-    ) -> AsyncIterator[Output | Exit]:
+    ) -> AsyncGenerator[Output | Exit, None]:
         if not argv or not all(isinstance(a, str) and "\x00" not in a for a in argv):
             raise SandboxError("a command is a non-empty list of strings without NUL bytes")
         check_cwd(cwd)
@@ -219,8 +219,14 @@ class BubblewrapSandbox:
                 self._bridges.discard(bridge)
             for task in pumps:
                 task.cancel()
-            if proc.returncode is None:
+            if proc.returncode is None:  # closed early (or cancelled): the command ends here
                 self._kill(proc)
+                await asyncio.gather(*pumps, return_exceptions=True)  # their reads are done before ours
+                for stream in (proc.stdout, proc.stderr):
+                    # A pipe nobody reads is paused and never sees its end, and asyncio's wait() waits for it:
+                    # read out what the dead command left (at most a pipe's worth).
+                    while stream is not None and await stream.read(_CHUNK):
+                        pass
                 await proc.wait()
             self._procs.discard(proc)
 

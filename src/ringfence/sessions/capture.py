@@ -10,14 +10,18 @@ its argument.
 
 from __future__ import annotations
 
+import contextlib
 import re
 
 from ringfence.sandbox.base import Sandbox
+from ringfence.sandbox.spec import Exit
+from ringfence.store.content import MAX_CONTENT_BYTES
 
 REPO = "repo"
 COMMITTER = {"GIT_COMMITTER_NAME": "ringfence", "GIT_COMMITTER_EMAIL": "ringfence@ringfence.invalid"}
 IDENTITY_VARIABLES = ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", *COMMITTER)  # set by ringfence, never by an environment
 _HEX = re.compile(r"^[0-9a-f]{40,64}$")
+_CUT = f"\n[ringfence: the change is larger than {MAX_CONTENT_BYTES} bytes; the rest was not kept]\n".encode()
 # A copy of the index, everything added to it, the difference from BASE; the agent's index stays as it was.
 _WORKING_TREE_DIFF = (
     'export GIT_INDEX_FILE="$(mktemp)"; trap \'rm -f "$GIT_INDEX_FILE"\' EXIT; '
@@ -34,11 +38,24 @@ def identity(user_name: str, user_id: str) -> dict[str, str]:
 
 
 async def working_tree_change(sandbox: Sandbox, base: str) -> str:
-    """The repository's whole change against `base`, as a diff (empty: nothing changed)."""
+    """The repository's change against `base`, as a diff (empty: nothing changed). Read as it streams and cut at
+    what the store keeps of one item: an agent's huge file never comes whole into the server's memory (reading
+    stops and the command is ended), and the kept change says where it was cut."""
     if not _HEX.match(base):
         raise ValueError(f"base commit {base[:80]!r} is not a commit id")
-    done = await sandbox.run(["sh", "-c", _WORKING_TREE_DIFF, "capture", base], cwd=REPO, timeout=300)
-    return done.stdout.decode("utf-8", "replace") if done.code == 0 else ""
+    kept, code = bytearray(), -1
+    room = MAX_CONTENT_BYTES - len(_CUT)
+    command = ["sh", "-c", _WORKING_TREE_DIFF, "capture", base]
+    async with contextlib.aclosing(sandbox.exec(command, cwd=REPO, timeout=300)) as events:  # closing: ended
+        async for event in events:
+            if isinstance(event, Exit):
+                code = event.code
+            elif event.stream == "stdout":
+                kept.extend(event.data[: room + 1 - len(kept)])
+                if len(kept) > room:
+                    text = kept[:room].decode("utf-8", "ignore")  # whole characters only
+                    return text + _CUT.decode()
+    return kept.decode("utf-8", "replace") if code == 0 else ""
 
 
 async def commit_uncommitted(sandbox: Sandbox, session_id: str) -> bool:
