@@ -85,68 +85,9 @@ def test_the_requested_model_comes_from_the_body_head() -> None:
     assert requested_model(b'{"messages": []}') is None
 
 
-class Provider:
-    """Answers every call with the Chat Completions JSON above."""
-
-    def __init__(self) -> None:
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(CHAT_JSON)))
-                self.end_headers()
-                self.wfile.write(CHAT_JSON)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
-
-
-@pytest.fixture
-def provider() -> Iterator[Provider]:
-    p = Provider()
-    yield p
-    p.server.shutdown()
-    p.server.server_close()
-
-
-def _call(port: int) -> bytes:
-    body = json.dumps({"model": "gpt-x", "messages": [{"role": "user", "content": "secret prompt words"}]}).encode()
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(b"POST /model/llm/chat/completions HTTP/1.1\r\nHost: g\r\nContent-Type: application/json\r\n"
-                     + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)  # fmt: skip
-        return read_all(sock)
-
-
-def test_each_model_call_is_audited_with_its_usage_and_a_budget_answers_429(provider: Provider) -> None:
-    harness = GatewayHarness("http://127.0.0.1:9", models={"llm": (provider.url, "sk-x")}, token_budget=30)
-    try:
-        answers = [_call(harness.port) for _ in range(3)]
-        deadline = time.monotonic() + 5
-        while len([r for r in harness.records if r.get("route") == "model"]) < 3 and time.monotonic() < deadline:
-            time.sleep(0.02)
-    finally:
-        harness.close()
-    assert [status_of(a) for a in answers] == [200, 200, 429]  # 19 tokens, 38 tokens: the third is over 30
-    assert b"token budget of 30 is spent (38 used)" in answers[2]
-    calls = [r for r in harness.records if r.get("route") == "model"]
-    first = calls[0]
-    assert (first["provider"], first["model"], first["input_tokens"], first["output_tokens"]) == ("llm", "gpt-x", 12, 7)
-    assert first["status"] == 200 and first["bytes_down"] == len(CHAT_JSON) and "duration_ms" in first
-    assert calls[2]["decision"] == "deny" and calls[2]["rule"] == "model:budget"
-    assert "secret prompt words" not in json.dumps(harness.records)  # never content
-
-
-class SlowProvider:
-    """Answers after `delay` seconds, with usage (Chat Completions JSON) or without it (a stream whose client did
-    not ask for usage: Chat Completions sends none then)."""
+class StandIn:
+    """A provider that answers after `delay` seconds, with usage (the Chat Completions JSON above) or without it
+    (a stream whose client did not ask for usage: Chat Completions sends none then)."""
 
     def __init__(self, delay: float, with_usage: bool) -> None:
         answer = CHAT_JSON if with_usage else b'data: {"choices":[{"delta":{"content":"hi"}}]}\n\ndata: [DONE]\n\n'
@@ -177,10 +118,44 @@ class SlowProvider:
         self.server.server_close()
 
 
+@pytest.fixture
+def provider() -> Iterator[StandIn]:
+    stand_in = StandIn(0.0, with_usage=True)
+    yield stand_in
+    stand_in.close()
+
+
+def _call(port: int) -> bytes:
+    body = json.dumps({"model": "gpt-x", "messages": [{"role": "user", "content": "secret prompt words"}]}).encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"POST /model/llm/chat/completions HTTP/1.1\r\nHost: g\r\nContent-Type: application/json\r\n"
+                     + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)  # fmt: skip
+        return read_all(sock)
+
+
+def test_each_model_call_is_audited_with_its_usage_and_a_budget_answers_429(provider: StandIn) -> None:
+    harness = GatewayHarness("http://127.0.0.1:9", models={"llm": (provider.url, "sk-x")}, token_budget=30)
+    try:
+        answers = [_call(harness.port) for _ in range(3)]
+        deadline = time.monotonic() + 5
+        while len([r for r in harness.records if r.get("route") == "model"]) < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        harness.close()
+    assert [status_of(a) for a in answers] == [200, 200, 429]  # 19 tokens, 38 tokens: the third is over 30
+    assert b"token budget of 30 is spent (38 used)" in answers[2]
+    calls = [r for r in harness.records if r.get("route") == "model"]
+    first = calls[0]
+    assert (first["provider"], first["model"], first["input_tokens"], first["output_tokens"]) == ("llm", "gpt-x", 12, 7)
+    assert first["status"] == 200 and first["bytes_down"] == len(CHAT_JSON) and "duration_ms" in first
+    assert calls[2]["decision"] == "deny" and calls[2]["rule"] == "model:budget"
+    assert "secret prompt words" not in json.dumps(harness.records)  # never content
+
+
 def test_a_budget_cannot_be_outrun_by_calls_made_at_once() -> None:
     """A hostile agent fires many calls together, before any has reported its usage: with a budget, only a few
     run at once, so the budget is overshot by at most those."""
-    provider = SlowProvider(0.5, with_usage=True)
+    provider = StandIn(0.5, with_usage=True)
     harness = GatewayHarness("http://127.0.0.1:9", models={"llm": (provider.url, "sk-x")}, token_budget=30)
     try:
         answers: list[bytes] = []
@@ -198,7 +173,7 @@ def test_a_budget_cannot_be_outrun_by_calls_made_at_once() -> None:
 
 def test_answers_that_report_no_usage_still_count_against_the_budget() -> None:
     """Chat Completions streams carry no usage unless the client asks: such an answer is counted by its size."""
-    provider = SlowProvider(0.0, with_usage=False)
+    provider = StandIn(0.0, with_usage=False)
     harness = GatewayHarness("http://127.0.0.1:9", models={"llm": (provider.url, "sk-x")}, token_budget=30)
     try:
         answers = [_call(harness.port) for _ in range(4)]
