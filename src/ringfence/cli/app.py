@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from ringfence.cli import (
+    agent_cmd,
     audit_cmd,
     doctor_cmd,
     egress_cmd,
@@ -41,6 +42,7 @@ app.add_typer(env_cmd.app, name="environment")
 app.add_typer(env_cmd.app, name="env", hidden=True)
 app.add_typer(provider_cmd.app, name="provider")
 app.add_typer(provider_cmd.repo_app, name="repo")
+app.add_typer(agent_cmd.app, name="agent")
 app.command("serve")(serve_cmd.serve)
 app.command("doctor")(doctor_cmd.doctor)
 

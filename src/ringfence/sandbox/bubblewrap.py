@@ -139,6 +139,8 @@ class BubblewrapSandbox:
             info_fd=info_write,
             block_fd=block_read,
             cwd=cwd,
+            tools=self._spec.tools,
+            path=self._spec.path,
         )
         options_fd = _sealed_file(options_file(plan))
         try:

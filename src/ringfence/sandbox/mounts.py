@@ -8,9 +8,11 @@ Nothing of the host's home, /root, /etc secrets, data directory or other workspa
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+
+from ringfence.sandbox.spec import SYSTEM_PATH, TOOLS_DIR
 
 INSIDE_WORKSPACE = "/workspace"
 INSIDE_UID = 1000
@@ -19,7 +21,7 @@ SYSTEM_DIRS = ("/usr", "/etc/alternatives", "/etc/ssl/certs", "/etc/ca-certifica
 SYSTEM_FILES = ("/etc/ld.so.cache", "/etc/nsswitch.conf", "/etc/localtime", "/etc/mime.types")
 USR_LINKS = {"/bin": "usr/bin", "/sbin": "usr/sbin", "/lib": "usr/lib", "/lib64": "usr/lib64"}
 BASE_ENV = {
-    "PATH": "/usr/local/bin:/usr/bin:/bin",
+    "PATH": SYSTEM_PATH,
     "HOME": INSIDE_WORKSPACE,
     "TMPDIR": "/tmp",
     "LANG": "C.UTF-8",
@@ -40,6 +42,8 @@ class MountPlan:
     info_fd: int | None = None  # bwrap writes the sandbox child's pid here...
     block_fd: int | None = None  # ...and waits on this before running the payload (time to join its cgroups)
     cwd: str = ""  # where the command starts, relative to the workspace (checked by the backend)
+    tools: Mapping[str, Path] = field(default_factory=dict)  # read-only at TOOLS_DIR/<name>
+    path: str = SYSTEM_PATH
 
 
 @cache
@@ -100,10 +104,14 @@ def bwrap_options(plan: MountPlan) -> list[str]:
         "--bind",
         str(plan.workspace),
         INSIDE_WORKSPACE,
+    ]
+    for name, source in sorted(plan.tools.items()):
+        args += ["--ro-bind", str(source), f"{TOOLS_DIR}/{name}"]
+    args += [
         "--chdir",
         f"{INSIDE_WORKSPACE}/{plan.cwd}" if plan.cwd else INSIDE_WORKSPACE,
     ]
-    for name, value in {**BASE_ENV, **plan.env}.items():
+    for name, value in {**BASE_ENV, "PATH": plan.path, **plan.env}.items():
         args += ["--setenv", name, value]
     if plan.seccomp_fd is not None:
         args += ["--seccomp", str(plan.seccomp_fd)]

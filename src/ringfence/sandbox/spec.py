@@ -33,6 +33,11 @@ PROXY_ENV = {
 }
 # Set by the sandbox itself; a caller may not override them.
 RESERVED_ENV = frozenset({"PATH", "HOME", "TMPDIR", "LANG", "TERM", "USER", "LOGNAME", "SHELL", *PROXY_ENV})
+SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
+# Where a sandbox sees its tools (read-only host directories, e.g. installed agent CLIs): TOOLS_DIR/<name>, with
+# TOOLS_DIR/<name>/bin on its PATH, for every backend.
+TOOLS_DIR = "/opt/ringfence/tools"
+_TOOL_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 
 
 class SandboxError(Exception):
@@ -158,6 +163,7 @@ class SandboxSpec:
     limits: Limits = field(default_factory=Limits)
     env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     proxies: ProxyRoutes | None = None
+    tools: Mapping[str, Path] = field(default_factory=lambda: MappingProxyType({}))  # name -> host dir, read-only
 
     def __post_init__(self) -> None:
         if self.network not in ("none", "proxy"):
@@ -174,6 +180,17 @@ class SandboxSpec:
             if "\x00" in value:
                 raise SandboxError(f"environment variable {name} holds a NUL byte")
         object.__setattr__(self, "env", MappingProxyType(dict(self.env)))
+        for name, path in self.tools.items():
+            if not _TOOL_NAME.match(name):
+                raise SandboxError(f"tool name {name!r}: use 1-40 lowercase letters, digits, '-' or '_'")
+            if not Path(path).is_absolute() or not Path(path).is_dir():
+                raise SandboxError(f"tool {name}: {path} is not a directory given by its absolute path")
+        object.__setattr__(self, "tools", MappingProxyType({n: Path(p) for n, p in self.tools.items()}))
+
+    @property
+    def path(self) -> str:
+        """The sandbox's PATH: each tool's bin first, then the system's."""
+        return ":".join([*(f"{TOOLS_DIR}/{name}/bin" for name in sorted(self.tools)), SYSTEM_PATH])
 
     @property
     def full_env(self) -> Mapping[str, str]:
