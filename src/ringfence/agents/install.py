@@ -1,12 +1,13 @@
 """Installing the agent CLIs: `ringfence agent install claude-code|codex [--version V]`.
 
 Owns: fetching a preset's npm package at its pinned version (or the one given) with the host's npm into
-`<data_dir>/agents/<preset>/<version>`, checking it runs (the caller's `check`: sessions run `--version` in a
-real sandbox, where the agent will run), and recording it: `current` points at the version sessions use, and
+`<data_dir>/agents/<preset>/<version>`, checking it runs (the caller's `check`: sessions run `--version` in a real
+sandbox, where the agent will run), and recording it: `current` points at the version sessions use, and
 `bin/<command>` inside it is what sandboxes put on their `PATH` (mounted read-only; ringfence.sandbox). An install
-goes to a temporary directory first and is moved into place only once it runs, so a failed install changes
-nothing installed before. When we are root, npm runs as nobody in a staging directory of nobody's (a package's install script, which Claude Code needs to
-place its native binary, never runs as root); the result is then given to root, read-only to sandboxes.
+goes to a temporary directory first and is moved into place only once it runs, so a failed install changes nothing
+installed before. When we are root, npm runs as nobody in a staging directory of nobody's (a package's install
+script, which Claude Code needs to place its native binary, never runs as root); the result is then given to root,
+read-only to sandboxes.
 """
 
 from __future__ import annotations
