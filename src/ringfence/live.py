@@ -4,8 +4,11 @@ A module of its own because the front ends (`api`, `web`) know nothing of each o
 nothing of wire formats (ARCHITECTURE.md); both front ends speak this one format.
 
 Owns: the event format (`event: KIND` / `data: JSON`) and `turn_events`, which starts one agent turn (so a refusal
-— not running, deleted — is raised before any byte is sent) and then yields `output` {stream, text}... and
-`exit` {code, timed_out}. A consumer that stops reading closes the generator, which ends the turn's command.
+— not running, deleted — is raised before any byte is sent) and then yields, for an agent preset, its typed
+events (`text` {text}, `tool_call` {id, name, input, status, result}, `usage` {input_tokens, output_tokens},
+`agent_error` {message}, `raw` {line}), for a command template `output` {stream, text} (a preset's stderr comes
+as `output` too), and last `exit` {code, timed_out}. A consumer that stops reading closes the generator, which
+ends the turn's command.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from ringfence.sandbox import Exit
+from ringfence.agents.events import as_dict
+from ringfence.sandbox import Exit, Output
 from ringfence.sessions.manager import SessionManager
 
 
@@ -33,8 +37,10 @@ async def turn_events(manager: SessionManager, session_id: str, text: str) -> As
             while True:
                 if isinstance(event, Exit):
                     yield sse("exit", {"code": event.code, "timed_out": event.timed_out})
-                else:
+                elif isinstance(event, Output):
                     yield sse("output", {"stream": event.stream, "text": event.data.decode("utf-8", "replace")})
+                else:
+                    yield sse(event.kind, as_dict(event))
                 try:
                     event = await anext(stream)
                 except StopAsyncIteration:

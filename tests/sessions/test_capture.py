@@ -39,7 +39,7 @@ def test_uncommitted_work_is_kept_and_pushed_and_the_agents_index_is_untouched(
             live = await manager.start(caller(store, user.id), repo.id, env)
             output, _ = await turn(manager, live.id, WORK)
             staged = await live.sandbox.run(["git", "diff", "--cached", "--name-only"], cwd="repo")
-            pushed = await manager.end(live.id)
+            pushed = (await manager.end(live.id)).commit
             return live.id, output, staged.stdout.decode(), pushed
         finally:
             await manager.shutdown()

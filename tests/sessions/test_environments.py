@@ -14,6 +14,7 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
+from ringfence.agents.presets import Template
 from ringfence.api.app import create_app
 from ringfence.egress.audit import BatchedAudit
 from ringfence.egress.proxy import EgressProxy
@@ -63,9 +64,9 @@ def test_bad_settings_are_refused_and_say_what(settings: dict[str, Any], named: 
 
 def test_an_agent_template_is_split_once_and_the_prompt_stays_one_argument() -> None:
     env = EnvironmentSettings.model_validate({"agent": "claude -p {prompt} --output-format text"}).runtime("x")
-    assert env.agent == ("claude", "-p", "{prompt}", "--output-format", "text")
+    assert env.agent == Template(("claude", "-p", "{prompt}", "--output-format", "text"))
     prompt = "fix it; rm -rf / $(reboot) '\""
-    assert [p.replace("{prompt}", prompt) for p in env.agent][2] == prompt  # run as argv: never through a shell
+    assert env.runs.argv(prompt)[2] == prompt  # run as argv: never through a shell
 
 
 def _auth(store: Store, user_id: str) -> dict[str, str]:

@@ -81,7 +81,7 @@ async def turn(manager: SessionManager, session_id: str, text: str) -> tuple[str
 async def one_turn(manager: SessionManager, user_id: str, repo_id: str, env: Environment) -> tuple[str, str, str]:
     live = await manager.start(caller(manager.store, user_id), repo_id, env)
     output, _ = await turn(manager, live.id, "write the notes")
-    pushed = await manager.end(live.id)
+    pushed = (await manager.end(live.id)).commit
     return live.id, output, pushed
 
 

@@ -59,7 +59,7 @@ class AgentError:
     """The agent said something went wrong (a refused model call, a failed turn)."""
 
     message: str
-    kind: Literal["error"] = "error"
+    kind: Literal["agent_error"] = "agent_error"
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +71,7 @@ class Raw:
 
 
 AgentEvent = Text | ToolCall | Usage | AgentError | Raw
-_TYPES: dict[str, type[AgentEvent]] = {"text": Text, "tool_call": ToolCall, "usage": Usage, "error": AgentError}
+_TYPES: dict[str, type[AgentEvent]] = {"text": Text, "tool_call": ToolCall, "usage": Usage, "agent_error": AgentError}
 _TYPES["raw"] = Raw
 
 

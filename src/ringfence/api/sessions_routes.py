@@ -247,8 +247,8 @@ async def prompt_stream(manager: SessionManager, session_id: str, text: str) -> 
 async def end(session_id: str, who: CurrentPrincipal, store: CurrentStore, request: Request) -> dict[str, Any]:
     manager = _manager(request)
     _own(store, session_id, who)
-    commit = await manager.end(session_id)
-    return {**_out(_own(store, session_id, who), manager), "pushed": commit}
+    pushed = await manager.end(session_id)
+    return {**_out(_own(store, session_id, who), manager), "pushed": pushed.commit, "changed": pushed.changed}
 
 
 @router.delete("/sessions/{session_id}", status_code=204, summary="Delete a session: its content is unreadable at once")

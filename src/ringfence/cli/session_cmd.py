@@ -8,6 +8,7 @@ import re
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -96,6 +97,23 @@ def resume(
     out.print(f"session {made['id']} resumed on branch {made['branch']}")
 
 
+def render(kind: str, event: dict[str, Any]) -> None:
+    """An agent's typed event, readably: its text as it streams, each tool call as a line with how it ended."""
+    if kind == "text":
+        out.print(event["text"], end="", markup=False, highlight=False)
+    elif kind == "tool_call" and event["status"] == "running":
+        out.print(f"\n[bold cyan]▸ {escape(event['name'])}[/] {escape(event['input'])}", highlight=False)
+    elif kind == "tool_call":
+        colour = "green" if event["status"] == "ok" else "red"
+        result = event["result"].strip().splitlines()
+        tail = f" {escape(result[0][:160])}" + (" …" if len(result) > 1 else "") if result else ""
+        out.print(f"  [{colour}]↳ {event['status']}[/]{tail}", highlight=False)
+    elif kind == "usage":
+        out.print(f"\n[dim]{event['input_tokens']} input tokens, {event['output_tokens']} output tokens[/]")
+    elif kind == "agent_error":
+        err.print(f"\n[bold red]agent error:[/] {escape(event['message'])}", highlight=False)
+
+
 @app.command("prompt")
 def prompt(
     session: SessionId,
@@ -114,6 +132,8 @@ def prompt(
                 (out if event["stream"] == "stdout" else err).print(event["text"], end="", markup=False)
             elif kind == "exit":
                 code = event["code"]
+            elif kind in ("text", "tool_call", "usage", "agent_error"):
+                render(kind, event)
         return code
 
     raise typer.Exit(0 if run(stream) == 0 else 1)
@@ -164,7 +184,10 @@ def end(session: SessionId, server: Server = None, token: Token = None, data_dir
     """Push the session branch through the gateway and end the session."""
     base, bearer = client(server, token, data_dir)
     ended = run(lambda: call(base, bearer, "POST", f"/v1/sessions/{session}/end"))
-    out.print(f"pushed {ended['pushed'][:12]} to {ended['branch']}; session ended")
+    if ended.get("changed") is False:
+        out.print(f"nothing changed: {ended['branch']} is the base commit {ended['pushed'][:12]}; session ended")
+    else:
+        out.print(f"pushed {ended['pushed'][:12]} to {ended['branch']}; session ended")
 
 
 @app.command("delete")

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
+from ringfence.agents.presets import PRESETS, agent_of
 from ringfence.egress.rules import RuleError, check_mode_allowed, session_policy
 from ringfence.sandbox.spec import RESERVED_ENV, LimitRequest, Limits, SandboxError, grant, parse_size
 from ringfence.sessions import capture
@@ -32,6 +33,7 @@ _RESERVED_ENV = {name.upper() for name in (*RESERVED_ENV, *MODEL_ENV, *capture.I
     "LD_LIBRARY_PATH",
 }
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,127}$")
 
 
 # No ceiling at all: what checks a request's own form (minimums, sizes) before any operator's ceiling applies.
@@ -85,7 +87,9 @@ class EnvironmentSettings(BaseModel):
     network: Mode = "trusted"
     allow: list[str] = Field(default_factory=list, max_length=500)
     deny: list[str] = Field(default_factory=list, max_length=500)
-    agent: list[str] = Field(default_factory=lambda: list(BUILTIN_AGENT), min_length=1, max_length=100)
+    # a preset name (builtin, claude-code, codex) or a command template (an argument list with {prompt})
+    agent: str | list[str] = "builtin"
+    model: str | None = Field(default=None, max_length=128)  # the model a preset asks for; None: its default
     setup: str | None = Field(default=None, max_length=64 * 1024)
     setup_network: Mode = "trusted"
     setup_allow: list[str] = Field(default_factory=list, max_length=500)
@@ -99,18 +103,37 @@ class EnvironmentSettings(BaseModel):
     @field_validator("agent", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
-        # A template may be one shell-quoted string (`claude -p {prompt}`); it is split once, here, and then run
-        # as an argument vector, never through a shell: a prompt cannot inject a command.
+        # A preset by its name; else a template, which may be one shell-quoted string (`claude -p {prompt}`): it is
+        # split once, here, and then run as an argument vector, never through a shell: a prompt cannot inject a
+        # command.
+        if isinstance(value, str) and value in PRESETS:
+            return value
         if isinstance(value, str):
+            if "{prompt}" not in value:
+                raise ValueError(
+                    f"unknown agent preset {value!r} (presets: {', '.join(PRESETS)}); a command template must "
+                    "contain {prompt}, where the prompt goes"
+                )
             try:
                 return shlex.split(value)
             except ValueError as exc:
                 raise ValueError(f"agent template {value!r} does not split into arguments: {exc}") from None
         return value
 
+    @field_validator("model")
+    @classmethod
+    def _model(cls, value: str | None) -> str | None:
+        if value is not None and not MODEL.match(value):
+            raise ValueError(f"model {value[:80]!r}: use letters, digits and . _ : / @ - (up to 128)")
+        return value
+
     @field_validator("agent")
     @classmethod
-    def _template(cls, value: list[str]) -> list[str]:
+    def _template(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, str):
+            return value
+        if not 1 <= len(value) <= 100:
+            raise ValueError("the agent template needs a command and at most 100 arguments")
         if not value or not value[0]:
             raise ValueError("the agent template needs a command")
         if any("\x00" in part or len(part) > 4096 for part in value):
@@ -159,7 +182,8 @@ class EnvironmentSettings(BaseModel):
             network=self.network,
             allow=tuple(self.allow),
             deny=tuple(self.deny),
-            agent=tuple(self.agent),
+            agent=agent_of(self.agent if isinstance(self.agent, str) else tuple(self.agent)),
+            model=self.model,
             limits=self.limits.request(),
             telemetry=self.telemetry,
             agent_env=dict(self.env),

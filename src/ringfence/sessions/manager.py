@@ -21,6 +21,8 @@ from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from ringfence.agents.events import AgentEvent
+from ringfence.agents.presets import BUILTIN_PATH, PRESETS, Agent, AgentPreset, Template
 from ringfence.audit import AuditEntry
 from ringfence.egress.proxy import EgressProxy, ProxyLimits
 from ringfence.egress.rules import MODES, EgressPolicy, check_mode_allowed, session_policy
@@ -30,10 +32,10 @@ from ringfence.policy.calendar import format_time
 from ringfence.sandbox import BubblewrapBackend, Exit, Limits, Output, SandboxSpec
 from ringfence.sandbox.bubblewrap import BubblewrapSandbox
 from ringfence.sandbox.spec import GATEWAY_PORT, LimitRequest, ProxyRoutes, SandboxError, grant
-from ringfence.sessions import builtin_agent, capture
+from ringfence.sessions import builtin_agent, capture, turns
 from ringfence.sessions.upstreams import HostResolver, ModelSource, NoModels, RepositoryHost, StoreHosts, StoreModels
 
-__all__ = ["HostResolver", "ModelSource", "RepositoryHost", "SessionManager", "StoreHosts", "StoreModels"]
+__all__ = ["HostResolver", "ModelSource", "Pushed", "RepositoryHost", "SessionManager", "StoreHosts", "StoreModels"]
 from ringfence.store import content
 from ringfence.store.db import Store
 from ringfence.store.errors import Conflict, ContentRefused, Invalid, NotFound
@@ -41,7 +43,7 @@ from ringfence.store.models import Repository as RepositoryRow
 from ringfence.store.models import Session as SessionRow
 from ringfence.store.models import User
 
-AGENT_PATH = "/workspace/.ringfence-agent.py"
+AGENT_PATH = BUILTIN_PATH
 SETUP_PATH = "/workspace/.ringfence-setup.sh"
 # A real agent finds its model API at the gateway and holds only a placeholder key, useless anywhere else.
 MODEL_ENV = {
@@ -50,7 +52,7 @@ MODEL_ENV = {
     "OPENAI_BASE_URL": f"http://127.0.0.1:{GATEWAY_PORT}/model/openai",
     "OPENAI_API_KEY": "ringfence-placeholder-key",
 }
-MAX_KEPT_OUTPUT = 4 * 2**20  # what one turn keeps of the agent's output (the stream itself is not cut)
+MAX_KEPT_OUTPUT = turns.MAX_KEPT  # what one turn keeps of the agent's output (the stream itself is not cut)
 
 
 class SessionError(Exception):
@@ -82,13 +84,15 @@ class Caller:
 
 @dataclass(frozen=True)
 class Environment:
-    """Where a session runs: network mode and lists, the agent command template, limits, and its environment."""
+    """Where a session runs: network mode and lists, the agent (a preset, or a command template given as an
+    argument tuple), limits, and its environment."""
 
     name: str = "default"
     network: str = "trusted"
     allow: tuple[str, ...] = ()
     deny: tuple[str, ...] = ()
-    agent: tuple[str, ...] = ("/usr/bin/python3", AGENT_PATH, "{prompt}")
+    agent: Agent | tuple[str, ...] = PRESETS["builtin"]
+    model: str | None = None  # the model a preset asks for (its --model); None: the agent's own default
     limits: LimitRequest = field(default_factory=LimitRequest)  # granted under the manager's ceiling at start
     telemetry: bool = False  # off: known telemetry hosts are denied even where the lists would allow them
     agent_env: Mapping[str, str] = field(default_factory=dict)
@@ -101,6 +105,23 @@ class Environment:
     setup_deny: tuple[str, ...] = ()
     setup_timeout: float = 600.0
     model_token_budget: int | None = None  # model tokens a session may use (the gateway answers 429 past it)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.agent, tuple | list):
+            object.__setattr__(self, "agent", Template(tuple(self.agent)))
+
+    @property
+    def runs(self) -> Agent:
+        assert isinstance(self.agent, AgentPreset | Template)
+        return self.agent
+
+
+@dataclass(frozen=True, slots=True)
+class Pushed:
+    """What `end` pushed: the branch's commit, and whether the session changed anything against its base."""
+
+    commit: str
+    changed: bool
 
 
 @dataclass
@@ -115,6 +136,7 @@ class LiveSession:
     base_commit: str = ""
     turn: int = 0
     kept: list[str] = field(default_factory=list)  # what the store kept this session ("prompt", "output"...)
+    conversation: bool = False  # the agent has a conversation to continue (a turn ran, or its state was restored)
 
 
 class SessionManager:
@@ -131,14 +153,18 @@ class SessionManager:
         ceiling: Limits | None = None,
         network_modes: Collection[str] = MODES,
         models: ModelSource | None = None,
+        agents: Callable[[], Mapping[str, Path]] = dict,
     ) -> None:
         """`ceiling`: the operator's sandbox limits (settings `sandbox_*`); every session's limits are at most
-        these (default: the packaged defaults). `network_modes`: the modes its environments may use."""
+        these (default: the packaged defaults). `network_modes`: the modes its environments may use. `agents`: the
+        installed agent CLIs by preset name (ringfence.agents.install), mounted read-only into the sandboxes of
+        sessions that run them."""
         self.store, self.backend, self.egress, self.gateway, self.host = store, backend, egress, gateway, host
         self.runtime_dir, self.clock = runtime_dir, clock
         self.ceiling = ceiling or Limits()
         self.network_modes = frozenset(network_modes)
         self.models = models or NoModels()  # the account's model providers, for each session's gateway route
+        self.agents = agents
         runtime_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.live: dict[str, LiveSession] = {}
         self.closers: list[Callable[[], Awaitable[None]]] = []  # run last at shutdown (e.g. audit writers)
@@ -178,10 +204,25 @@ class SessionManager:
         session_policy(env.setup_network, env.setup_allow, env.setup_deny)
         check_mode_allowed(f"environment {env.name}: network", env.network, self.network_modes)
         check_mode_allowed(f"environment {env.name}: setup_network", env.setup_network, self.network_modes)
+        self._tools(env)
         try:
             return grant(env.limits, self.ceiling)
         except SandboxError as exc:
             raise Invalid(f"environment {env.name}: {exc}") from None
+
+    def _tools(self, env: Environment) -> dict[str, Path]:
+        """The installed CLI the environment's agent needs (none for the built-in agent and templates); an agent
+        that is not installed is refused before anything is recorded, naming the command that installs it."""
+        agent = env.runs
+        if agent.package is None:
+            return {}
+        installed = self.agents()
+        if agent.name not in installed:
+            raise Invalid(
+                f"environment {env.name}: agent {agent.name} is not installed on this server; an operator installs "
+                f"it with `ringfence agent install {agent.name}`"
+            )
+        return {agent.name: installed[agent.name]}
 
     async def resume(
         self, session_id: str, user_id: str, environment: Environment | None = None, *, progress: Progress = _quiet
@@ -258,7 +299,13 @@ class SessionManager:
                     network="proxy",
                     proxies=routes,
                     limits=self._check(env),
-                    env={**dict(env.agent_env), **capture.identity(user_name, user_id), **MODEL_ENV},
+                    env={
+                        **dict(env.agent_env),
+                        **capture.identity(user_name, user_id),
+                        **MODEL_ENV,
+                        **env.runs.env(telemetry=env.telemetry),
+                    },
+                    tools=self._tools(env),
                 )
             )
             live = LiveSession(session_id, user_id, repository, branch, sandbox, directory, env)
@@ -283,6 +330,11 @@ class SessionManager:
                 raise SessionError(f"preparing branch {branch} failed: {checkout.stderr.decode(errors='replace')}")
             live.base_commit = base.stdout.decode().strip()
             await sandbox.write_file(AGENT_PATH.removeprefix("/workspace/"), Path(builtin_agent.__file__).read_bytes())
+            if resume and env.runs.keeps_state:  # the agent's conversation goes on where it stopped
+                kept_state = content.read_agent_state(self.store, session_id)
+                if kept_state is not None:
+                    progress("state", "restoring the agent's state")
+                    live.conversation = await turns.restore_state(sandbox, kept_state)
             if env.setup is not None:
                 await self._setup(live, env, policy, progress)
             progress("ready", f"session {session_id} is ready on branch {branch}")
@@ -354,26 +406,40 @@ class SessionManager:
         except ContentRefused:
             pass  # zero data retention (or an expired session): the store keeps nothing, by policy
 
-    async def prompt(self, session_id: str, text: str) -> AsyncGenerator[Output | Exit, None]:
-        """Run one agent turn; yields the agent's output as it comes, then its Exit."""
+    async def prompt(self, session_id: str, text: str) -> AsyncGenerator[Output | Exit | AgentEvent, None]:
+        """Run one agent turn; yields the agent's typed events (a preset) or its output (a template) as they come,
+        then its Exit. Then keeps the transcript, the events, the code change and the agent's state."""
         live = self._get(session_id)
         content.record_activity(self.store, session_id, self.clock(), actor=live.user_id)
         live.turn += 1
         content.record_turn(self.store, session_id, live.turn)
         self._keep(live, "prompt", text)
-        argv = [part.replace("{prompt}", text) for part in live.environment.agent]
-        kept = bytearray()
-        async for event in live.sandbox.exec(argv, cwd=capture.REPO):  # the agent works in the clone
-            if isinstance(event, Output) and len(kept) < MAX_KEPT_OUTPUT:
-                kept.extend(event.data[: MAX_KEPT_OUTPUT - len(kept)])
+        agent, env = live.environment.runs, live.environment
+        argv = agent.argv(text, continuing=live.conversation, model=env.model)
+        record = turns.TurnRecord()
+        async for event in turns.run_turn(live.sandbox, agent, argv, record):  # the agent works in the clone
             yield event
-        self._keep(live, "output", kept.decode("utf-8", "replace"))
+        self._keep(live, "output", record.output())
+        if record.typed:
+            self._keep(live, "events", record.events_text())
+        live.conversation |= record.exit is not None and record.exit.code == 0
         change = await capture.working_tree_change(live.sandbox, live.base_commit)  # committed or not
         if change:
             self._keep(live, "code_change", change)
+        if agent.keeps_state and content.keeps_content(self.store, session_id, self.clock()):
+            await self._checkpoint(live)
 
-    async def end(self, session_id: str) -> str:
-        """Push the session branch through the gateway and tear the session down; returns the pushed commit."""
+    async def _checkpoint(self, live: LiveSession) -> None:
+        """The agent's state, sealed after every turn: a crash loses at most the running turn."""
+        state = await turns.save_state(live.sandbox)
+        if state is None:
+            return
+        with contextlib.suppress(ContentRefused):
+            content.put_agent_state(self.store, live.id, state, self.clock(), turn=live.turn)
+
+    async def end(self, session_id: str) -> Pushed:
+        """Push the session branch through the gateway and tear the session down; what was pushed, and whether
+        anything changed against the base."""
         live = self._get(session_id)
         try:
             await capture.commit_uncommitted(live.sandbox, session_id)  # nothing the agent did is lost
@@ -382,8 +448,8 @@ class SessionManager:
             )
             if pushed.code != 0:
                 raise SessionError(f"pushing {live.branch} failed: {pushed.stderr.decode(errors='replace')[-500:]}")
-            head = await live.sandbox.run(["git", "-C", "repo", "rev-parse", "HEAD"])
-            return head.stdout.decode().strip()
+            head = (await live.sandbox.run(["git", "-C", "repo", "rev-parse", "HEAD"])).stdout.decode().strip()
+            return Pushed(head, head != live.base_commit)
         finally:
             self.live.pop(session_id, None)
             await self._teardown(session_id, live.sandbox, live.directory)

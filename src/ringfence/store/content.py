@@ -24,8 +24,10 @@ from ringfence.store.errors import Conflict, ContentRefused, Invalid, NotFound
 from ringfence.store.ids import new_id
 from ringfence.store.models import ApiKey, ContentItem, DataKey, Feedback, Rating, Repository, Session, User
 
-ContentKind = Literal["prompt", "output", "code_change"]
-CONTENT_KINDS: tuple[ContentKind, ...] = ("prompt", "output", "code_change")
+# "output" is the turn's readable transcript; "events" the agent's typed events (JSON lines, ringfence.agents).
+ContentKind = Literal["prompt", "output", "code_change", "events"]
+CONTENT_KINDS: tuple[ContentKind, ...] = ("prompt", "output", "code_change", "events")
+AGENT_STATE = "agent_state"  # the agent's own state directory (binary): one current item per session
 MAX_CONTENT_BYTES = 16 * 1024 * 1024
 
 
@@ -179,7 +181,8 @@ def read_content(store: Store, session_id: str, *, include_feedback: bool = Fals
         row = _session(db, session_id)
         if row.state != "active":
             raise NotFound(f"session {session_id} is {row.state}: its content is gone")
-        query = select(ContentItem).where(ContentItem.session_id == session_id).order_by(ContentItem.id)
+        query = select(ContentItem).where(ContentItem.session_id == session_id, ContentItem.kind != AGENT_STATE)
+        query = query.order_by(ContentItem.id)
         if not include_feedback:
             query = query.where(ContentItem.key_id == session_id)
         records, keys = [], {}
@@ -283,3 +286,41 @@ def last_turn(store: Store, session_id: str) -> int:
     """The highest turn kept for a session (0: none), so a resumed session numbers its turns on from there."""
     with store.read() as db:
         return int(db.scalar(select(func.max(ContentItem.turn)).where(ContentItem.session_id == session_id)) or 0)
+
+
+def keeps_content(store: Store, session_id: str, at: datetime) -> bool:
+    """Whether the store would keep content of this session now (not under ZDR, not deleted or expired)."""
+    with store.read() as db:
+        try:
+            _writable(_session(db, session_id), at, "content")
+        except ContentRefused:
+            return False
+    return True
+
+
+def put_agent_state(store: Store, session_id: str, data: bytes, at: datetime, *, turn: int) -> None:
+    """Keep the agent's state directory (an archive) as session content: sealed under the session's key, refused
+    like any content under ZDR, replacing the state kept before (one current state a session, not one a turn)."""
+    if len(data) > MAX_CONTENT_BYTES:
+        raise Invalid(f"the agent's state is {len(data)} bytes; at most {MAX_CONTENT_BYTES} are kept")
+    with store.write() as db:
+        row = _session(db, session_id)
+        _writable(row, at, "agent state")
+        db.execute(delete(ContentItem).where(ContentItem.session_id == session_id, ContentItem.kind == AGENT_STATE))
+        _seal_item(store, db, session_id, session_id, AGENT_STATE, turn, data, at)
+        ledger.audit_content(store, db, session_id, at, kind=AGENT_STATE, turn=turn, size=len(data))
+
+
+def read_agent_state(store: Store, session_id: str) -> bytes | None:
+    """The agent state kept last (None: none kept)."""
+    with store.read() as db:
+        row = _session(db, session_id)
+        if row.state != "active":
+            raise NotFound(f"session {session_id} is {row.state}: its content is gone")
+        query = select(ContentItem).where(ContentItem.session_id == session_id, ContentItem.kind == AGENT_STATE)
+        item = db.scalars(query.order_by(ContentItem.id.desc()).limit(1)).first()
+        if item is None:
+            return None
+        data_key = _key(store, db, session_id, item.created_at, create=False)
+        aad = _aad(session_id, session_id, AGENT_STATE, item.turn)
+        return unseal(data_key, item.nonce, item.ciphertext, aad, f"the agent state of session {session_id}")

@@ -338,10 +338,13 @@ async def end_session(request: Request, viewer: FormViewer, session_id: str) -> 
     try:
         if manager is None:
             raise NotFound("this server runs no sandboxes")
-        commit = await manager.end(session_id)
+        pushed = await manager.end(session_id)
     except Exception as exc:
         return _back(request, f"/ui/sessions/{session_id}", error=_problem(exc))
-    return _back(request, f"/ui/sessions/{session_id}", notice=f"pushed {commit[:12]} to ringfence/{session_id}")
+    said = "" if pushed.changed else " (nothing changed)"
+    return _back(
+        request, f"/ui/sessions/{session_id}", notice=f"pushed {pushed.commit[:12]} to ringfence/{session_id}{said}"
+    )
 
 
 @router.post("/sessions/{session_id}/delete")
