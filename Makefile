@@ -13,12 +13,22 @@ MITM_VENV := .venv-mitmproxy
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint typecheck unit bench bench-deps system deps clean
+# The agent CLIs the tests run for real, installed once by `ringfence agent install` and kept here between runs.
+TEST_AGENTS := .cache/test-agents
 
-run: deps
+.PHONY: run test lint typecheck unit bench bench-deps system node deps agents test-agents clean
+
+run: deps agents
 	$(BIN)/ringfence serve
 
-test: deps lint typecheck unit
+# Claude Code and Codex at the versions ringfence pins, into the server's data directory (a no-op once installed)
+agents: deps
+	$(BIN)/ringfence agent install claude-code codex
+
+test-agents: deps
+	@$(BIN)/ringfence agent install claude-code codex --data-dir $(TEST_AGENTS) >/dev/null
+
+test: deps lint typecheck test-agents unit
 
 lint: deps
 	$(BIN)/ruff check src tests bench
@@ -28,11 +38,11 @@ typecheck: deps
 	$(BIN)/mypy
 
 unit: deps
-	$(BIN)/pytest
+	RINGFENCE_TEST_AGENTS=$(CURDIR)/$(TEST_AGENTS) $(BIN)/pytest
 
-bench: deps bench-deps
+bench: deps bench-deps test-agents
 	@# figures are written to docs/benchmarks.md
-	RINGFENCE_BENCH_MITMDUMP=$(CURDIR)/$(MITM_VENV)/bin/mitmdump $(BIN)/python bench/run.py --out docs/benchmarks.md
+	RINGFENCE_TEST_AGENTS=$(CURDIR)/$(TEST_AGENTS) RINGFENCE_BENCH_MITMDUMP=$(CURDIR)/$(MITM_VENV)/bin/mitmdump $(BIN)/python bench/run.py --out docs/benchmarks.md
 
 bench-deps:
 	@$(MAKE) --no-print-directory system DEB_PACKAGES="$(BENCH_PACKAGES)"
@@ -50,7 +60,13 @@ system:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
 
-deps: system $(STAMP)
+# Node.js and npm for the agent CLIs: Debian's nodejs and npm when no npm is on the PATH (a Node.js from elsewhere,
+# e.g. NodeSource's package, which carries its own npm and conflicts with Debian's, is used as it is).
+node:
+	@command -v npm >/dev/null && command -v node >/dev/null || ( echo "installing Debian packages: nodejs npm"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nodejs npm )
+
+deps: system node $(STAMP)
 
 $(STAMP): pyproject.toml
 	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
@@ -60,4 +76,4 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 clean:
-	rm -rf $(VENV) $(MITM_VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(MITM_VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .cache

@@ -73,7 +73,7 @@ async def turn(manager: SessionManager, session_id: str, text: str) -> tuple[str
     async for event in manager.prompt(session_id, text):
         if isinstance(event, Output):
             out.extend(event.data)
-        else:
+        elif isinstance(event, Exit):
             final = event
     return out.decode(errors="replace"), final
 

@@ -99,6 +99,14 @@ _CODEX_CONFIG = (
     "feedback.enabled=false",
     "-c",
     'otel.exporter="none"',
+    # ChatGPT plugins and apps: fetched from chatgpt.com and github.com at every start, of no use without a
+    # ChatGPT sign-in (a session has an API key through the gateway only)
+    "-c",
+    "features.plugins=false",
+    "-c",
+    "features.remote_plugin=false",
+    "-c",
+    "features.apps=false",
 )
 _CODEX_FLAGS = ("--json", "--dangerously-bypass-approvals-and-sandbox", "--skip-git-repo-check")
 

@@ -11,13 +11,16 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from ringfence.agents.install import AgentInstalls
+from ringfence.agents.presets import PRESETS
+from ringfence.cli.common import DataDir, settings
 from ringfence.cli.console import out
 from ringfence.sandbox import BubblewrapBackend, SandboxError, SandboxSpec, diskimage
 from ringfence.sandbox.cgroups import detect
 from ringfence.sandbox.seccomp_filter import program
 
 
-def doctor() -> None:
+def doctor(data_dir: DataDir = None) -> None:
     """Check bubblewrap, namespaces, seccomp and cgroups; exit 1 if anything is not enforced."""
     table = Table("check", "state")
     ok = True
@@ -49,6 +52,19 @@ def doctor() -> None:
     )
     if bwrap is not None:
         row("sandbox start", *_try_sandbox())
+    npm = shutil.which("npm")
+    row("npm (agent installs)", npm is not None, npm or "NOT installed (Debian packages nodejs and npm)")
+    installed = {agent.preset: agent for agent in AgentInstalls(settings(data_dir).data_dir).installed()}
+    for name, preset in PRESETS.items():
+        if preset.package is None:
+            continue
+        found = installed.get(name)
+        state = (
+            f"{found.reported or found.version} ({found.path})"
+            if found
+            else f"not installed: `ringfence agent install {name}`"
+        )
+        table.add_row(f"agent: {name}", f"[green]{state}[/]" if found else f"[yellow]{state}[/]")
     out.print(table)
     raise typer.Exit(0 if ok else 1)
 

@@ -9,6 +9,7 @@ import ipaddress
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
+from ringfence.agents.install import AgentInstalls
 from ringfence.config import ConfigError, Settings
 from ringfence.egress.audit import BatchedAudit, StoreWriter
 from ringfence.egress.proxy import EgressProxy
@@ -84,6 +85,7 @@ def embedded_sessions(
             ceiling=config.sandbox_limits(),
             network_modes=config.sandbox_network_modes,
             models=StoreModels(store, default_providers(config)),
+            agents=AgentInstalls(config.data_dir).tools,
         )
         manager.closers += [egress_audit.close, gateway_audit.close]
         await manager.recover()  # sessions a crashed server left behind are marked interrupted (resumable)

@@ -22,7 +22,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ringfence.agents.events import AgentEvent
-from ringfence.agents.presets import BUILTIN_PATH, PRESETS, Agent, AgentPreset, Template
+from ringfence.agents.presets import BUILTIN_PATH, PRESETS, Agent, AgentPreset, Template, agent_of
 from ringfence.audit import AuditEntry
 from ringfence.egress.proxy import EgressProxy, ProxyLimits
 from ringfence.egress.rules import MODES, EgressPolicy, check_mode_allowed, session_policy
@@ -91,7 +91,7 @@ class Environment:
     network: str = "trusted"
     allow: tuple[str, ...] = ()
     deny: tuple[str, ...] = ()
-    agent: Agent | tuple[str, ...] = PRESETS["builtin"]
+    agent: Agent | tuple[str, ...] | str = PRESETS["builtin"]  # a preset's name or a template's argv are taken too
     model: str | None = None  # the model a preset asks for (its --model); None: the agent's own default
     limits: LimitRequest = field(default_factory=LimitRequest)  # granted under the manager's ceiling at start
     telemetry: bool = False  # off: known telemetry hosts are denied even where the lists would allow them
@@ -107,8 +107,10 @@ class Environment:
     model_token_budget: int | None = None  # model tokens a session may use (the gateway answers 429 past it)
 
     def __post_init__(self) -> None:
-        if isinstance(self.agent, tuple | list):
-            object.__setattr__(self, "agent", Template(tuple(self.agent)))
+        if isinstance(self.agent, str | tuple | list):
+            object.__setattr__(
+                self, "agent", agent_of(self.agent if isinstance(self.agent, str) else tuple(self.agent))
+            )
 
     @property
     def runs(self) -> Agent:

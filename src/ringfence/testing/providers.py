@@ -302,8 +302,21 @@ class StandInProvider:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
+            def _body(self) -> bytes:
+                if "chunked" not in (self.headers.get("Transfer-Encoding") or "").lower():
+                    return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                body = bytearray()
+                while True:  # a body relayed as it streams comes chunked
+                    size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                    if size == 0:
+                        while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                            pass
+                        return bytes(body)
+                    body += self.rfile.read(size)
+                    self.rfile.readline()
+
             def do_POST(self) -> None:
-                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                raw = self._body()
                 try:
                     body = json.loads(raw or b"{}")
                 except ValueError:
