@@ -80,11 +80,11 @@ class Records:
 
 def _manager(
     store: Store,
-    backend: BubblewrapBackend,
-    host: GitHost,
+    backend: BubblewrapBackend,  # noqa: F811
+    host: GitHost,  # noqa: F811
     tmp_path: Path,
     agents: Any,
-    records: Records,  # noqa: F811
+    records: Records,
 ) -> SessionManager:
     audit = BatchedAudit(records.egress.extend, lambda: datetime.now(UTC).isoformat(), interval=0.01)
     audit.start()
