@@ -107,9 +107,8 @@ def test_install_refuses_bad_input_and_changes_nothing(tmp_path: Path) -> None:
         installs.install("codex", _no_check, "latest; rm -rf /")
     # npm's own answer for a version the registry does not have (the registry is not reached from tests)
     before = set(Path(tempfile.gettempdir()).glob("ringfence-agent-codex-*"))
-    npm = _fake_npm(
-        "echo 'npm error code ETARGET' >&2\necho 'npm error notarget No matching version found for @openai/codex@9.9.9.' >&2\nexit 1\n"
-    )
+    said = "npm error code ETARGET\nnpm error notarget No matching version found for @openai/codex@9.9.9."
+    npm = _fake_npm(f"echo '{said}' >&2\nexit 1\n")
     with pytest.raises(InstallError, match=r"npm has no version 9\.9\.9 of @openai/codex"):
         AgentInstalls(tmp_path / "data", npm=npm).install("codex", _no_check, "9.9.9")
     with pytest.raises(InstallError, match="npm is not installed"):
