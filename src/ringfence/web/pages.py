@@ -36,6 +36,7 @@ from ringfence.store.db import Store
 from ringfence.store.errors import NotFound, StoreError
 from ringfence.store.models import ApiKey, Organization, Repository, Session, User
 from ringfence.web import signin
+from ringfence.web.conversation import conversation
 from ringfence.web.dataflow import flows, human_bytes, permits_of, render_svg
 from ringfence.web.diff import render_diff
 
@@ -317,6 +318,7 @@ def session_page(request: Request, viewer: Viewer, session_id: str) -> Response:
               and r.get("operation") == "rpc" and r.get("decision") == "allow"]  # fmt: skip
     manager = _manager(request)
     return _page(request, viewer, "session.html", session=row, repository=repo, kept=kept, diff=diff, cut=cut,
+                 turns=conversation(kept),
                  records=records, picture=picture, decision=decided, pushed=bool(pushed),
                  running=manager is not None and session_id in manager.live)  # fmt: skip
 

@@ -1,4 +1,6 @@
-// The console's only script: confirmations before destructive forms, and the agent's output streamed live.
+// The console's only script: confirmations before destructive forms, and the agent's turn streamed live: a
+// preset's typed events as a conversation (its text as it streams, each tool call collapsed with its status), a
+// template's plain output as text.
 "use strict";
 document.addEventListener("submit", (event) => {
   const form = event.target;
@@ -17,6 +19,23 @@ if (prompt) {
     const exit = document.getElementById("exit");
     const button = prompt.querySelector("button");
     output.textContent = "";
+    const live = document.getElementById("live");
+    live.textContent = "";
+    const said = document.createElement("div");
+    said.className = "msg prompt";
+    said.textContent = new FormData(prompt).get("text");
+    live.appendChild(said);
+    let message = null;
+    const tools = new Map();
+    const add = (kind, text) => {
+      const node = document.createElement("div");
+      node.className = "msg " + kind;
+      const p = document.createElement("p");
+      p.textContent = text;
+      node.appendChild(p);
+      live.appendChild(node);
+      return p;
+    };
     exit.textContent = "running…";
     button.disabled = true;
     try {
@@ -36,6 +55,26 @@ if (prompt) {
           const kind = (block.match(/^event: (.*)$/m) || [])[1];
           const data = JSON.parse((block.match(/^data: (.*)$/m) || [, "{}"])[1]);
           if (kind === "output") { output.textContent += data.text; output.scrollTop = output.scrollHeight; }
+          if (kind === "text") { (message = message || add("assistant", "")).textContent += data.text; }
+          if (kind === "agent_error") { add("error", data.message); message = null; }
+          if (kind === "tool_call") {
+            message = null;
+            let node = tools.get(data.id);
+            if (!node) {
+              node = document.createElement("details");
+              node.className = "tool";
+              node.appendChild(document.createElement("summary"));
+              live.appendChild(node);
+              tools.set(data.id, node);
+            }
+            node.className = "tool " + data.status;
+            node.querySelector("summary").textContent = data.status + " · " + data.name + " " + data.input;
+            if (data.result) {
+              const pre = node.querySelector("pre") || node.appendChild(document.createElement("pre"));
+              pre.className = "terminal";
+              pre.textContent = data.result;
+            }
+          }
           if (kind === "exit") { exit.textContent = "the agent exited with " + data.code + (data.timed_out ? " (timed out)" : "") + "; reloading…"; }
         }
       }
