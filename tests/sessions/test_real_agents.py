@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from ringfence.agents.events import AgentError, AgentEvent, Text, ToolCall, from_dict
@@ -29,6 +30,7 @@ from ringfence.gateway.git_proxy import Gateway
 from ringfence.net.addresses import AddressPolicy
 from ringfence.net.resolve import CachingResolver, StaticResolver
 from ringfence.sandbox import BubblewrapBackend, Exit
+from ringfence.server import create_app
 from ringfence.sessions.manager import Environment, RepositoryHost, SessionManager, StoreModels
 from ringfence.store import accounts, content, providers
 from ringfence.store.crypto import Secret
@@ -38,6 +40,8 @@ from tests.agents.installed import installed_agents
 from tests.gateway.git_host import GitHost, git, loopback_dialer
 from tests.sandbox.conftest import backend, sandbox_root  # noqa: F401 (fixtures)
 from tests.sandbox.test_escapes import probe
+from tests.servers import serving
+from tests.sessions.test_api import sse_events
 from tests.sessions.test_manager import NOW, TOKEN, caller, host  # noqa: F401 (fixture)
 from tests.store.helpers import files_containing
 
@@ -253,3 +257,63 @@ def test_an_unconfigured_provider_gives_the_agent_an_error_naming_the_fix(
     events, _final = asyncio.run(go())
     errors = " ".join(e.message for e in events if isinstance(e, AgentError)) + said(events)
     assert "ringfence provider set" in errors or "/providers/" in errors, events
+
+
+def test_through_the_api_a_preset_streams_typed_events_and_end_says_what_changed(
+    store: Store,
+    backend: BubblewrapBackend,  # noqa: F811
+    host: GitHost,  # noqa: F811
+    tmp_path: Path,
+    agents: Any,
+) -> None:
+    user = accounts.create_user(store, "u", NOW, actor="t", plan="pro")
+    _, token = accounts.create_api_key(store, user.id, "t", NOW, actor="t")
+    repo = accounts.connect_repository(store, user.id, f"{host.url}/acme/widgets.git", NOW, actor="t")
+    records = Records()
+    with StandInProvider("openai") as stand_in:
+        providers.set_provider(store, user.id, "openai", None, stand_in.url, Secret("sk-api-1"), NOW, actor=user.id)
+
+        async def sessions() -> SessionManager:
+            return _manager(store, backend, host, tmp_path, agents, records)
+
+        with serving(create_app(store, clock=lambda: NOW, sessions=sessions)) as base:
+            auth = {"Authorization": f"Bearer {token.reveal()}"}
+            bad = httpx.post(f"{base}/v1/environments", json={"name": "x", "agent": "codx"}, headers=auth)
+            assert bad.status_code == 422 and "unknown agent preset 'codx'" in bad.text
+            made = httpx.post(f"{base}/v1/environments", json={"name": "cx", "agent": "codex"}, headers=auth)
+            assert made.status_code == 201 and made.json()["settings"]["agent"] == "codex", made.text
+            start = {"repository_id": repo.id, "environment": "cx"}
+            started = httpx.post(f"{base}/v1/sessions", json=start, headers=auth, timeout=60)
+            sid = started.json()["id"]
+            with httpx.stream(
+                "POST", f"{base}/v1/sessions/{sid}/prompts", json={"text": "run: echo api > api.txt"}, headers=auth,
+                timeout=60,
+            ) as stream:  # fmt: skip
+                events = sse_events(stream)
+            kinds = [kind for kind, _ in events]
+            assert {"text", "tool_call", "usage"} <= set(kinds) and kinds[-1] == "exit", events
+            assert not [data for kind, data in events if kind == "output" and data["stream"] == "stdout"]
+            call = next(data for kind, data in events if kind == "tool_call" and data["status"] == "ok")
+            assert call["name"] == "shell" and "echo api" in call["input"]
+            kept = httpx.get(f"{base}/v1/sessions/{sid}/content", headers=auth).json()
+            assert [k["kind"] for k in kept] == ["prompt", "output", "events", "code_change"]
+            ended = httpx.post(f"{base}/v1/sessions/{sid}/end", headers=auth, timeout=60).json()
+            assert ended["changed"] is True and ended["status"] == "stored"
+            # a session that changes nothing: end says so
+            again = httpx.post(f"{base}/v1/sessions", json=start, headers=auth, timeout=60).json()["id"]
+            quiet = httpx.post(f"{base}/v1/sessions/{again}/end", headers=auth, timeout=60).json()
+            assert quiet["changed"] is False
+
+
+def test_the_cli_renders_typed_events_readably(capsys: pytest.CaptureFixture[str]) -> None:
+    from ringfence.cli.session_cmd import render
+
+    render("text", {"text": "Looking at it."})
+    render("tool_call", {"id": "1", "name": "Bash", "input": "ls", "status": "running", "result": ""})
+    render("tool_call", {"id": "1", "name": "Bash", "input": "ls", "status": "ok", "result": "a.txt\nb.txt"})
+    render("usage", {"input_tokens": 10, "output_tokens": 2})
+    render("agent_error", {"message": "model provider 'openai' is not configured"})
+    said = capsys.readouterr()
+    assert "Looking at it." in said.out and "▸ Bash ls" in said.out and "↳ ok a.txt …" in said.out
+    assert "10 input tokens" in said.out and "not configured" in said.err
+    assert "{" not in said.out

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from ringfence.egress.proxy import EgressProxy
 from ringfence.gateway.credentials import StaticToken
 from ringfence.gateway.git_proxy import Gateway
-from ringfence.egress.proxy import EgressProxy
 from ringfence.net.addresses import AddressPolicy
 from ringfence.net.resolve import CachingResolver, StaticResolver
 from ringfence.sandbox import BubblewrapBackend
