@@ -10,6 +10,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import (
+    agents_bench,
     audit_bench,
     bridge_bench,
     egress_bench,
@@ -43,6 +44,7 @@ def main() -> int:
         ("gateway", lambda: gateway_bench.run(3 if not args.quick else 1, 500 // scale)),
         ("sessions", lambda: sessions_bench.run(15 if not args.quick else 3)),
         ("web console", lambda: web_bench.run(1000, 15 if not args.quick else 3)),
+        ("agents", lambda: agents_bench.run(15 if not args.quick else 3)),
     ]:
         print(f"running {label} ...", flush=True)
         figures.extend(bench())
