@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
-import statistics
 import tempfile
 import time
 from datetime import UTC, datetime
