@@ -101,8 +101,11 @@ def managed_account(actor: User) -> str:
 def check_manage_providers(actor: User, account_id: str) -> None:
     """An account's model providers (their keys included) are set and deleted by who manages the account: its
     organization's admins, or a consumer for their own account."""
-    if managed_account(actor) != account_id:
-        raise Forbidden(f"only who manages account {account_id} sets its model providers")
+    if actor.account_id != account_id or (actor.org_id is not None and not actor.org_admin):
+        raise Forbidden(
+            f"only who manages account {account_id} (an admin of its organization; a consumer for their own) sets "
+            "its model providers"
+        )
 
 
 def check_sees_providers(actor: User, account_id: str) -> None:

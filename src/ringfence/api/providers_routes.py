@@ -16,8 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from ringfence import access
 from ringfence.api.auth import CurrentPrincipal, CurrentStore
 from ringfence.api.errors import COMMON_REFUSALS, refusals
-from ringfence.net.dial import check_url
 from ringfence.policy import format_time
+from ringfence.sessions import connections
 from ringfence.store import providers
 from ringfence.store.crypto import Secret
 from ringfence.store.db import Store
@@ -65,15 +65,10 @@ def _user_account(store: Store, user_id: str) -> str:
 
 
 async def _set(request: Request, who: CurrentPrincipal, store: Store, account: str, name: str, body: ProviderIn) -> Any:
-    access.check_manage_providers(who.user, account)
-    kind = providers.check_provider(name, body.kind, body.base_url)
-    refused = await check_url(request.app.state.dialer, body.base_url)
-    if refused is not None:
-        raise Invalid(f"base_url {body.base_url!r}: {refused}; this server does not dial it (its operator's "
-                      "egress_allow_ranges say which private networks it may reach)")  # fmt: skip
-    info = providers.set_provider(
-        store, account, name, kind, body.base_url, Secret(body.api_key), _now(request), actor=who.id
-    )
+    info = await connections.set_model_provider(
+        store, request.app.state.dialer, who.user, account, name, body.kind, body.base_url, Secret(body.api_key),
+        _now(request),
+    )  # fmt: skip
     return provider_out(info)
 
 

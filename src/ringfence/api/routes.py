@@ -24,8 +24,8 @@ from ringfence.api.schemas import (
     repo_out,
     user_out,
 )
-from ringfence.net.dial import check_url
 from ringfence.policy import explain, format_time
+from ringfence.sessions import connections
 from ringfence.store import accounts, credentials
 from ringfence.store.crypto import Secret
 from ringfence.store.db import Store
@@ -152,14 +152,8 @@ async def connect_repo(
     here, with the reason, unless the operator's egress_allow_ranges allow them."""
     _user(store, user_id, who)
     who.require_self(user_id)
-    _, _, _, url = accounts.parse_repository_url(body.url)
-    refused = await check_url(request.app.state.dialer, url)
-    if refused is not None:
-        raise Invalid(
-            f"repository url {url!r}: {refused}; this server does not dial it (its operator's egress_allow_ranges "
-            "say which private networks it may reach)"
-        )
-    return repo_out(accounts.connect_repository(store, user_id, body.url, _now(request), actor=who.id))
+    made = await connections.connect_repository(store, request.app.state.dialer, who.user, body.url, _now(request))
+    return repo_out(made)
 
 
 @router.get("/users/{user_id}/repositories", tags=["repositories"])
@@ -190,9 +184,8 @@ def set_repo_credential(
 ) -> dict[str, Any]:  # fmt: skip
     _user(store, user_id, who)
     who.require_self(user_id)
-    _own_repository(store, who, repo_id)
     at = _now(request)
-    credentials.set_credential(store, repo_id, body.kind, Secret(body.token), at, actor=who.id)
+    connections.set_repository_credential(store, who.user, repo_id, body.kind, Secret(body.token), at)
     return {"repository_id": repo_id, "kind": body.kind, "updated_at": format_time(at)}
 
 

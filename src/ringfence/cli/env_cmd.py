@@ -33,6 +33,7 @@ def _settings(
     workspace: str | None,
     timeout: float | None,
     variables: list[str] | None,
+    model: str | None = None,
 ) -> dict[str, Any]:
     settings: dict[str, Any] = {}
     if file is not None:
@@ -42,7 +43,7 @@ def _settings(
             err.print(f"[bold red]error:[/] cannot read settings from {file}: {exc}")
             raise typer.Exit(2) from None
     given = {"network": network, "allow": allow, "deny": deny, "agent": agent, "setup_network": setup_network,
-             "setup_allow": setup_allow, "telemetry": telemetry}  # fmt: skip
+             "setup_allow": setup_allow, "telemetry": telemetry, "model": model}  # fmt: skip
     settings.update({key: value for key, value in given.items() if value is not None})
     if setup_file is not None:
         settings["setup"] = setup_file.read_text()
@@ -65,7 +66,10 @@ def set_environment(
     network: Annotated[str | None, typer.Option(help="none, trusted, custom or full")] = None,
     allow: Annotated[list[str] | None, typer.Option(help="allowed host[:port] (repeat)")] = None,
     deny: Annotated[list[str] | None, typer.Option(help="denied host[:port] (repeat)")] = None,
-    agent: Annotated[str | None, typer.Option(help="agent command template with {prompt}")] = None,
+    agent: Annotated[
+        str | None, typer.Option(help="a preset (builtin, claude-code, codex) or a command template with {prompt}")
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="the model a preset asks for")] = None,
     setup_file: Annotated[Path | None, typer.Option(help="setup script run before the agent")] = None,
     setup_network: Annotated[str | None, typer.Option(help="the setup script's network mode")] = None,
     setup_allow: Annotated[list[str] | None, typer.Option(help="host the setup script may reach (repeat)")] = None,
@@ -80,7 +84,7 @@ def set_environment(
 ) -> None:
     """Create an environment, or replace all the settings of an existing one (unset flags take defaults)."""
     settings = _settings(file, network, allow, deny, agent, setup_file, setup_network, setup_allow, telemetry,
-                         memory, workspace, timeout, variables)  # fmt: skip
+                         memory, workspace, timeout, variables, model)  # fmt: skip
     base, bearer = client(server, token, data_dir)
     existing = {e["name"] for e in run(lambda: call(base, bearer, "GET", "/v1/environments"))}
     if name in existing:
@@ -100,7 +104,7 @@ def list_environments(server: Server = None, token: Token = None, data_dir: Data
         s = e["settings"]
         table.add_row(e["name"], s["network"], ", ".join(s["allow"])[:40],
                       f"yes ({s['setup_network']})" if s.get("setup") else "no", str(s["telemetry"]),
-                      " ".join(s["agent"])[:40])  # fmt: skip
+                      (s["agent"] if isinstance(s["agent"], str) else " ".join(s["agent"]))[:40])  # fmt: skip
     out.print(table)
 
 

@@ -10,12 +10,13 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
-from ringfence.web import pages, signin
+from ringfence.web import connections_pages, pages, signin
 from ringfence.web.pages import router
 
 
 def mount(app: FastAPI) -> FastAPI:
     app.include_router(router)
+    app.include_router(connections_pages.router)
     app.mount("/ui/static", StaticFiles(directory=str(Path(__file__).parent / "static")), name="console-static")
     app.state.console_key = signin.new_key()
     app.state.console = True
