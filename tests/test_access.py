@@ -21,7 +21,8 @@ import pytest
 from ringfence import access
 from ringfence.policy import PolicyRules
 from ringfence.server import create_app
-from ringfence.store import accounts, content, environments
+from ringfence.store import accounts, content, environments, providers
+from ringfence.store.crypto import Secret
 from ringfence.store.db import Store, open_store
 from ringfence.store.models import User
 from tests.conftest import T0
@@ -29,6 +30,7 @@ from tests.servers import serving
 
 ROLES = ("owner", "member", "admin", "other_admin", "consumer", "server_admin")
 SECRET_PROMPT = "owner's private prompt 7731"
+LISTED = "https://listed.example/v1"
 
 
 @dataclass
@@ -56,6 +58,19 @@ class World:
         repo = self.fresh_repository()
         credentials.set_credential(self.store, repo, "bearer", Secret("t"), T0, actor="t")
         return repo
+
+    def fresh_provider(self) -> str:
+        """A provider of organization A's for an action that deletes it."""
+        self.providers = getattr(self, "providers", 0) + 1
+        name = f"p{self.providers}"
+        providers.set_provider(self.store, self.org_a, name, "openai", "https://llm.example/v1", Secret("k"), T0,
+                               actor="t")  # fmt: skip
+        return name
+
+    def listed_provider(self, page: str) -> str:
+        """`page`, once organization A has a provider at LISTED for it to show."""
+        providers.set_provider(self.store, self.org_a, "listed", "openai", LISTED, Secret("k"), T0, actor="t")
+        return page
 
     def fresh_repository(self) -> str:
         self.repos = getattr(self, "repos", 0) + 1
@@ -152,15 +167,24 @@ ACTIONS = [
            lambda w: ("DELETE", f"/v1/users/{_ids(w)['u']}/repositories/{w.fresh_repository()}", None), None),
     Action("store the repository's credential", frozenset({"owner"}),
            lambda w: ("PUT", f"/v1/users/{_ids(w)['u']}/repositories/{w.fresh_repository()}/credential",
-                      {"kind": "bearer", "token": "t"}), None),
+                      {"kind": "bearer", "token": "t"}),
+           lambda w: ("POST", f"/ui/connections/repositories/{w.fresh_repository()}/token", {"token": "t"})),
     Action("delete the repository's credential", frozenset({"owner"}),
            lambda w: ("DELETE", f"/v1/users/{_ids(w)['u']}/repositories/{w.credentialed_repository()}/credential",
                       None), None),
+    # The console's provider forms act on the viewer's own account (no id in the path): setting one is in
+    # tests/web/test_connections.py; deleting organization A's by name is refused to anyone else's account.
     Action("set the organization's model provider", frozenset({"admin"}),
            lambda w: ("PUT", f"/v1/organizations/{_ids(w)['a']}/providers/anthropic",
                       {"base_url": "https://llm.example", "api_key": "k"}), None),
+    Action("delete the organization's model provider", frozenset({"admin"}),
+           lambda w: ("DELETE", f"/v1/organizations/{_ids(w)['a']}/providers/{w.fresh_provider()}", None),
+           lambda w: ("POST", f"/ui/connections/providers/{w.fresh_provider()}/delete", {"confirm": "yes"}),
+           console_offers=frozenset({"owner", "member", "admin"})),
     Action("list the organization's model providers", frozenset({"owner", "member", "admin", "server_admin"}),
-           lambda w: ("GET", f"/v1/organizations/{_ids(w)['a']}/providers", None), None),
+           lambda w: ("GET", f"/v1/organizations/{_ids(w)['a']}/providers", None),
+           lambda w: ("GET", w.listed_provider("/ui/connections"), None),
+           console_offers=frozenset({"owner", "member", "admin"}), console_shows=lambda w: LISTED),
     Action("see the organization's environment", frozenset({"owner", "member", "admin"}),
            lambda w: ("GET", "/v1/environments/shared", None), None),
     Action("replace the organization's environment", frozenset({"admin"}),
