@@ -21,11 +21,12 @@ import pytest
 from ringfence import access
 from ringfence.policy import PolicyRules
 from ringfence.server import create_app
-from ringfence.store import accounts, content, environments, providers
+from ringfence.store import accounts, content, environments, github_apps, providers
 from ringfence.store.crypto import Secret
 from ringfence.store.db import Store, open_store
 from ringfence.store.models import User
 from tests.conftest import T0
+from tests.gateway.test_github_adapter import PEM
 from tests.servers import serving
 
 ROLES = ("owner", "member", "admin", "other_admin", "consumer", "server_admin")
@@ -71,6 +72,11 @@ class World:
         """`page`, once organization A has a provider at LISTED for it to show."""
         providers.set_provider(self.store, self.org_a, "listed", "openai", LISTED, Secret("k"), T0, actor="t")
         return page
+
+    def with_github_app(self) -> str:
+        """Organization A, once it has a GitHub App (for an action that deletes it)."""
+        github_apps.set_github_app(self.store, self.org_a, "1", Secret(PEM), "https://api.github.com", T0, actor="t")
+        return self.org_a
 
     def fresh_repository(self) -> str:
         self.repos = getattr(self, "repos", 0) + 1
@@ -185,6 +191,13 @@ ACTIONS = [
            lambda w: ("GET", f"/v1/organizations/{_ids(w)['a']}/providers", None),
            lambda w: ("GET", w.listed_provider("/ui/connections"), None),
            console_offers=frozenset({"owner", "member", "admin"}), console_shows=lambda w: LISTED),
+    Action("set the organization's GitHub App", frozenset({"admin"}),
+           lambda w: ("PUT", f"/v1/organizations/{_ids(w)['a']}/github-app", {"app_id": "1", "private_key": PEM}),
+           None),
+    Action("see the organization's GitHub App", frozenset({"owner", "member", "admin", "server_admin"}),
+           lambda w: ("GET", f"/v1/organizations/{w.with_github_app()}/github-app", None), None),
+    Action("delete the organization's GitHub App", frozenset({"admin"}),
+           lambda w: ("DELETE", f"/v1/organizations/{w.with_github_app()}/github-app", None), None),
     Action("see the organization's environment", frozenset({"owner", "member", "admin"}),
            lambda w: ("GET", "/v1/environments/shared", None), None),
     Action("replace the organization's environment", frozenset({"admin"}),

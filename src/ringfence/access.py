@@ -108,6 +108,12 @@ def check_manage_providers(actor: User, account_id: str) -> None:
         )
 
 
+def check_manage_github_app(actor: User, org_id: str) -> None:
+    """An organization's GitHub App (its private key included) is set and deleted by the organization's admins."""
+    if not is_org_admin(actor, org_id):
+        raise Forbidden(f"only an admin of organization {org_id} sets its GitHub App")
+
+
 def check_sees_providers(actor: User, account_id: str) -> None:
     """Their names, kinds and base URLs (never a key): anyone of the account, and a server admin."""
     if actor.account_id != account_id and not actor.server_admin:

@@ -21,6 +21,7 @@ from ringfence import __version__
 from ringfence.api import errors
 from ringfence.api.environments_routes import router as environments_router
 from ringfence.api.frontdoor import FrontDoor
+from ringfence.api.github_app_routes import router as github_app_router
 from ringfence.api.providers_routes import router as providers_router
 from ringfence.api.routes import router
 from ringfence.api.sessions_routes import router as sessions_router
@@ -87,6 +88,7 @@ def create_app(
     app.include_router(sessions_router)
     app.include_router(environments_router)
     app.include_router(providers_router)
+    app.include_router(github_app_router)
     app.state.console = False  # set by whoever mounts the web console on this app (ringfence.server)
 
     @app.get("/", include_in_schema=False)

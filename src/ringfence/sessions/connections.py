@@ -12,7 +12,7 @@ from datetime import datetime
 
 from ringfence import access
 from ringfence.net.dial import Dialer, check_url
-from ringfence.store import accounts, credentials, providers
+from ringfence.store import accounts, credentials, github_apps, providers
 from ringfence.store.crypto import Secret
 from ringfence.store.db import Store
 from ringfence.store.errors import Invalid
@@ -60,3 +60,12 @@ def set_repository_credential(
         row = db.get(Repository, repository_id)
     access.own_repository(actor, row, repository_id)
     credentials.set_credential(store, repository_id, kind, token, at, actor=actor.id)
+
+
+async def set_github_app(
+    store: Store, dialer: Dialer, actor: User, org_id: str, app_id: str, private_key: Secret, api_url: str, at: datetime
+) -> github_apps.GitHubAppInfo:
+    """The organization's GitHub App, serving its members' repositories on the app's host."""
+    access.check_manage_github_app(actor, org_id)
+    await _dialable(dialer, "api_url", api_url)
+    return github_apps.set_github_app(store, org_id, app_id, private_key, api_url, at, actor=actor.id)

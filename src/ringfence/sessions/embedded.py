@@ -80,7 +80,7 @@ def embedded_sessions(
             config.data_dir / "run",
             egress,
             Gateway(gateway_audit, clock=clock, dialer=dialer),
-            StoreHosts(store),
+            StoreHosts(store, dialer),
             clock,
             ceiling=config.sandbox_limits(),
             network_modes=config.sandbox_network_modes,

@@ -1,9 +1,10 @@
 """Where a session's upstreams are: its repository's host and credential, and its account's model providers.
 
 Owns: `RepositoryHost` (one host for every repository: tests, a single-host deployment), `StoreHosts` (each
-repository's own host, its credential from the store), and `StoreModels` (the account's model providers from the
-store, then the operator's `[providers]` for names the account has not set). The session manager asks these when
-it makes a session's gateway route; keys are read then, and held only by that route.
+repository's own host; its credential from the store: the repository's own token, else the installation tokens of
+its user's organization's GitHub App when the repository is on the app's host), and `StoreModels` (the account's
+model providers from the store, then the operator's `[providers]` for names the account has not set). The session
+manager asks these when it makes a session's gateway route; keys are read then, and held only by that route.
 """
 
 from __future__ import annotations
@@ -14,14 +15,22 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from ringfence.gateway.credentials import CredentialSource, NoCredential, StoredToken
+from ringfence.gateway.credentials import (
+    CredentialSource,
+    GitHubApp,
+    GitHubInstallationTokens,
+    NoCredential,
+    StoredToken,
+)
 from ringfence.gateway.git_proxy import ModelUpstream, model_upstream
-from ringfence.store import providers
+from ringfence.gateway.routes import Repository
+from ringfence.net.dial import Dialer
+from ringfence.store import github_apps, providers
 from ringfence.store.credentials import load_credential
 from ringfence.store.crypto import Secret
 from ringfence.store.db import Store
 from ringfence.store.models import Repository as RepositoryRow
-from ringfence.store.models import RepositoryCredential
+from ringfence.store.models import RepositoryCredential, User
 
 
 @dataclass(frozen=True)
@@ -43,13 +52,25 @@ class StoreHosts:
     unsealed by the gateway at injection). A repository without a stored credential gets none."""
 
     store: Store
+    dialer: Dialer | None = None  # what a GitHub App's API calls go through; None: no GitHub Apps
 
     def resolve(self, repository: RepositoryRow) -> tuple[str, CredentialSource, str | None]:
         parts = urlsplit(repository.url)
         upstream = f"{parts.scheme}://{parts.netloc}"
         with self.store.read() as db:
             stored = db.get(RepositoryCredential, repository.id) is not None
+            user = db.get(User, repository.user_id)
+            org_id = user.org_id if user is not None else None
         if not stored:
+            app = github_apps.load_github_app(self.store, org_id) if org_id and self.dialer else None
+            if app is not None and self.dialer is not None and app[0].git_host == (parts.hostname or "").lower():
+                info, key = app
+                tokens = GitHubInstallationTokens(
+                    GitHubApp(info.app_id, key, info.api_url),
+                    Repository(repository.owner, repository.name),
+                    self.dialer,
+                )
+                return upstream, tokens, info.api_url
             return upstream, NoCredential(), None
         store, repo_id = self.store, repository.id
         return upstream, StoredToken(lambda: load_credential(store, repo_id)), None

@@ -151,6 +151,22 @@ class Environment(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class GitHubAppRow(Base):
+    """An organization's GitHub App: its id, API URL and private key (sealed under its own data key, wrapped by the
+    master key; unsealed only when a session of a member needs an installation token)."""
+
+    __tablename__ = "github_apps"
+    org_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    app_id: Mapped[str] = mapped_column(String(64))
+    api_url: Mapped[str] = mapped_column(String(500))
+    git_host: Mapped[str] = mapped_column(String(255))  # the host whose repositories the app serves
+    wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)
+    master_key_id: Mapped[str] = mapped_column(String(32))
+    nonce: Mapped[bytes] = mapped_column(LargeBinary)
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class ModelProvider(Base):
     """A model provider an account's sessions use: its kind, base URL and key (sealed under its own data key,
     wrapped by the master key; unsealed only when a session's gateway route is made)."""
