@@ -230,29 +230,23 @@ def responses_events(answer: Answer, model: str, input_tokens: int, serial: int)
     message = {**item, "status": "completed", "content": [done_part]}
     yield event("response.output_item.done", output_index=0, item=message)
     output: list[dict[str, Any]] = [message]
-    if isinstance(answer.tool_input, str):  # a freeform tool: a custom_tool_call item, its input in deltas
-        call_id, ct_id, script = f"call_standin{serial}", f"ctc_standin{serial}", answer.tool_input
-        call: dict[str, Any] = {"id": ct_id, "type": "custom_tool_call", "status": "in_progress", "call_id": call_id}
-        call |= {"name": answer.tool, "input": ""}
+    if answer.tool is not None:
+        # a freeform tool (Codex's `exec`) is a custom_tool_call whose `input` streams; a function's `arguments` do
+        freeform = isinstance(answer.tool_input, str)
+        kind, field, stream = (
+            ("custom_tool_call", "input", "response.custom_tool_call_input")
+            if freeform
+            else ("function_call", "arguments", "response.function_call_arguments")
+        )
+        value = answer.tool_input if isinstance(answer.tool_input, str) else json.dumps(answer.tool_input)
+        call_id, item_id = f"call_standin{serial}", f"{'ctc' if freeform else 'fc'}_standin{serial}"
+        call: dict[str, Any] = {"id": item_id, "type": kind, "status": "in_progress", "call_id": call_id}
+        call |= {"name": answer.tool, field: ""}
         yield event("response.output_item.added", output_index=1, item=call)
-        for start in range(0, len(script), 16):
-            chunk = script[start : start + 16]
-            yield event("response.custom_tool_call_input.delta", item_id=ct_id, output_index=1, delta=chunk)
-        yield event("response.custom_tool_call_input.done", item_id=ct_id, output_index=1, input=script)
-        call = {**call, "status": "completed", "input": script}
-        yield event("response.output_item.done", output_index=1, item=call)
-        output.append(call)
-    elif answer.tool is not None:  # a function call, its arguments in deltas
-        call_id, fc_id = f"call_standin{serial}", f"fc_standin{serial}"
-        arguments = json.dumps(answer.tool_input)
-        call = {"id": fc_id, "type": "function_call", "status": "in_progress", "call_id": call_id}
-        call |= {"name": answer.tool, "arguments": ""}
-        yield event("response.output_item.added", output_index=1, item=call)
-        for start in range(0, len(arguments), 16):
-            chunk = arguments[start : start + 16]
-            yield event("response.function_call_arguments.delta", item_id=fc_id, output_index=1, delta=chunk)
-        yield event("response.function_call_arguments.done", item_id=fc_id, output_index=1, arguments=arguments)
-        call = {**call, "status": "completed", "arguments": arguments}
+        for start in range(0, len(value), 16):
+            yield event(f"{stream}.delta", item_id=item_id, output_index=1, delta=value[start : start + 16])
+        yield event(f"{stream}.done", item_id=item_id, output_index=1, **{field: value})
+        call = {**call, "status": "completed", field: value}
         yield event("response.output_item.done", output_index=1, item=call)
         output.append(call)
     usage: dict[str, Any] = {"input_tokens": input_tokens, "output_tokens": output_tokens}
