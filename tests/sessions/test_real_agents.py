@@ -126,10 +126,7 @@ def test_a_real_agent_works_continues_and_keeps_nothing_secret(
     agent: Agent,
     stand_in: StandInProvider,
 ) -> None:
-    org = accounts.create_organization(store, "acme", "team", NOW, actor="t")
-    member = accounts.create_user(store, "Mia Member", NOW, actor="t", org_id=org.id)
-    repo = accounts.connect_repository(store, member.id, f"{host.url}/acme/widgets.git", NOW, actor="t")
-    providers.set_provider(store, org.id, agent.provider, None, stand_in.url, Secret(agent.key), NOW, actor="t")
+    member, repo = _member(store, host, agent, stand_in, plan="team")
     env = Environment(network="trusted", agent=agent.preset)
     records = Records()
 
@@ -197,6 +194,25 @@ def test_a_real_agent_works_continues_and_keeps_nothing_secret(
     assert called == [], called
 
 
+def _member(
+    store: Store,
+    host: GitHost,  # noqa: F811
+    agent: Agent,
+    stand_in: StandInProvider,
+    *,
+    plan: str,
+    zdr: bool = False,
+) -> tuple[Any, Any]:
+    """A member of an organization on `plan` whose provider is the stand-in, and their repository on `host`."""
+    org = accounts.create_organization(store, "acme", plan, NOW, actor="t")
+    member = accounts.create_user(store, "Mia Member", NOW, actor="t", org_id=org.id)
+    if zdr:
+        accounts.set_org_switch(store, org.id, "zdr", True, NOW, actor=member.id)
+    repo = accounts.connect_repository(store, member.id, f"{host.url}/acme/widgets.git", NOW, actor="t")
+    providers.set_provider(store, org.id, agent.provider, None, stand_in.url, Secret(agent.key), NOW, actor="t")
+    return member, repo
+
+
 def store_dir(store: Store) -> Path:
     url = str(store.engine.url)
     return Path(url.removeprefix("sqlite:///")).parent
@@ -211,11 +227,7 @@ def test_under_zdr_a_real_agent_keeps_no_content_and_no_state(
     agent: Agent,
     stand_in: StandInProvider,
 ) -> None:
-    org = accounts.create_organization(store, "acme", "api", NOW, actor="t")
-    member = accounts.create_user(store, "m", NOW, actor="t", org_id=org.id)
-    accounts.set_org_switch(store, org.id, "zdr", True, NOW, actor=member.id)
-    repo = accounts.connect_repository(store, member.id, f"{host.url}/acme/widgets.git", NOW, actor="t")
-    providers.set_provider(store, org.id, agent.provider, None, stand_in.url, Secret(agent.key), NOW, actor="t")
+    member, repo = _member(store, host, agent, stand_in, plan="api", zdr=True)
     records = Records()
 
     async def go() -> tuple[str, list[AgentEvent], Exit]:
