@@ -29,8 +29,8 @@ from ringfence.egress.rules import MODES, EgressPolicy, check_mode_allowed, sess
 from ringfence.gateway.git_proxy import Gateway, GitSession
 from ringfence.gateway.routes import Repository
 from ringfence.policy.calendar import format_time
-from ringfence.sandbox import BubblewrapBackend, Exit, Limits, Output, SandboxSpec
-from ringfence.sandbox.bubblewrap import BubblewrapSandbox
+from ringfence.sandbox import Exit, Limits, Output, SandboxSpec
+from ringfence.sandbox.base import Sandbox, SandboxBackend
 from ringfence.sandbox.spec import GATEWAY_PORT, LimitRequest, ProxyRoutes, SandboxError, grant
 from ringfence.sessions import builtin_agent, capture, turns
 from ringfence.sessions.upstreams import HostResolver, ModelSource, NoModels, RepositoryHost, StoreHosts, StoreModels
@@ -132,7 +132,7 @@ class LiveSession:
     user_id: str
     repository: Repository
     branch: str
-    sandbox: BubblewrapSandbox
+    sandbox: Sandbox
     directory: Path
     environment: Environment
     base_commit: str = ""
@@ -145,7 +145,7 @@ class SessionManager:
     def __init__(
         self,
         store: Store,
-        backend: BubblewrapBackend,
+        backend: SandboxBackend,
         runtime_dir: Path,
         egress: EgressProxy,
         gateway: Gateway,
@@ -274,7 +274,7 @@ class SessionManager:
         directory = self.runtime_dir / session_id
         directory.mkdir(mode=0o700)
         routes = ProxyRoutes(egress=directory / "egress.sock", gateway=directory / "gateway.sock")
-        sandbox: BubblewrapSandbox | None = None
+        sandbox: Sandbox | None = None
         try:
             # both phases deny the repository host and the model APIs alike (G10, M2)
             policy_of = functools.partial(
@@ -348,7 +348,7 @@ class SessionManager:
 
     @staticmethod
     async def _stream(
-        sandbox: BubblewrapSandbox, argv: list[str], timeout: float, step: str, progress: Progress
+        sandbox: Sandbox, argv: list[str], timeout: float, step: str, progress: Progress
     ) -> tuple[int, str]:
         """Run `argv`, passing its output to `progress` as it comes; returns its exit code and its output's tail."""
         tail = ""
@@ -463,7 +463,7 @@ class SessionManager:
             await self._teardown(session_id, live.sandbox, live.directory)
         content.delete_session(self.store, session_id, self.clock(), actor=actor)
 
-    async def _teardown(self, session_id: str, sandbox: BubblewrapSandbox | None, directory: Path) -> None:
+    async def _teardown(self, session_id: str, sandbox: Sandbox | None, directory: Path) -> None:
         if sandbox is not None:
             with contextlib.suppress(Exception):
                 await sandbox.destroy()
