@@ -13,7 +13,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, get_origin
+from typing import Any, Literal, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -54,6 +54,12 @@ class Settings(BaseModel):
         description="where sandboxes keep their workspaces (every ancestor must be traversable by other users)",
     )
     sandbox_rootfs: Path = Field(Path("/"), description="the read-only system of sandboxes: its /usr, /etc/ssl...")
+    sandbox_backend: Literal["bubblewrap", "gvisor"] = Field(
+        "bubblewrap", description="bubblewrap (namespaces on the host's kernel) or gvisor (runsc: its own kernel)"
+    )
+    sandbox_gvisor_pids_unenforced: bool = Field(
+        False, description="run gVisor sandboxes though runsc cannot enforce sandbox_pids (say so explicitly)"
+    )
     sandbox_memory: str = Field("2G", description="memory limit per sandbox (e.g. 512M, 2G)")
     sandbox_pids: int = Field(1024, ge=4, description="most processes and threads per sandbox")
     sandbox_workspace_size: str = Field("10G", description="workspace size per sandbox (a sparse disk image); 0: none")
@@ -112,6 +118,15 @@ class Settings(BaseModel):
         if not (value / "usr").is_dir():
             raise ValueError(f"sandbox root filesystem {value} has no usr directory")
         return value
+
+    def sandbox_backend_for(self, root: Path | None = None) -> Any:
+        """The configured sandbox backend (ringfence.sandbox.backends), under `root` or `sandbox_dir`."""
+        from ringfence.sandbox.backends import open_backend
+
+        return open_backend(
+            self.sandbox_backend, root or self.sandbox_dir, rootfs=self.sandbox_rootfs,
+            gvisor_pids_unenforced=self.sandbox_gvisor_pids_unenforced,
+        )  # fmt: skip
 
     def sandbox_limits(self) -> Limits:
         """The per-sandbox limits these settings give (checked: a bad limit is a SandboxError naming it)."""

@@ -11,7 +11,7 @@ from ringfence.agents.install import AgentInstalls, InstallError
 from ringfence.agents.presets import PRESETS
 from ringfence.cli.common import DataDir, settings
 from ringfence.cli.console import err, out
-from ringfence.sandbox import BubblewrapBackend, SandboxError
+from ringfence.sandbox import SandboxError
 from ringfence.sessions.agent_tools import sandbox_check
 
 app = typer.Typer(no_args_is_help=True, help="Agent CLIs (Claude Code, Codex): install them for sessions.")
@@ -26,7 +26,7 @@ def install(
     """Install an agent's npm package into the data directory, check it runs in a sandbox, and record it."""
     config = settings(data_dir)
     try:
-        backend = BubblewrapBackend(config.sandbox_dir, rootfs=config.sandbox_rootfs)
+        backend = config.sandbox_backend_for()
     except (SandboxError, OSError) as exc:
         err.print(f"[bold red]error:[/] no sandbox to check agents in: {exc}")
         raise typer.Exit(1) from None

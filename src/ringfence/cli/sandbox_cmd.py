@@ -12,7 +12,8 @@ import typer
 
 from ringfence.cli.common import DataDir, reports_errors, settings
 from ringfence.cli.console import err
-from ringfence.sandbox import BubblewrapBackend, Exit, SandboxError, SandboxSpec
+from ringfence.sandbox import BubblewrapBackend, Exit, Sandbox, SandboxBackend, SandboxError, SandboxSpec
+from ringfence.sandbox.backends import open_backend
 from ringfence.sandbox.spec import ProxyRoutes, parse_size
 
 app = typer.Typer(no_args_is_help=True, help="Isolated sandboxes.")
@@ -38,6 +39,9 @@ def exec_command(
     pids: Annotated[int | None, typer.Option(help="most processes and threads at once")] = None,
     workspace_size: Annotated[str | None, typer.Option(help="size of a fresh workspace, e.g. 1G; 0: none")] = None,
     sandbox_dir: Annotated[Path | None, typer.Option(help="where workspaces live (setting sandbox_dir)")] = None,
+    backend_name: Annotated[
+        str | None, typer.Option("--backend", help="bubblewrap or gvisor (default: the setting sandbox_backend)")
+    ] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Run COMMAND isolated: new namespaces, read-only system, a private workspace, no network but the proxies.
@@ -59,7 +63,16 @@ def exec_command(
             raise SandboxError("--egress-socket and --gateway-socket are for --network proxy")
         proxies = ProxyRoutes(egress_socket, gateway_socket) if egress_socket is not None else None
         spec = SandboxSpec(network=network, limits=limits, proxies=proxies)  # type: ignore[arg-type]
-        backend = BubblewrapBackend(sandbox_dir or config.sandbox_dir, rootfs=config.sandbox_rootfs)
+        name = backend_name or config.sandbox_backend
+        if workspace is not None and name != "bubblewrap":
+            raise SandboxError("--workspace (an operator's directory) is a bubblewrap option")
+        backend = open_backend(
+            name, sandbox_dir or config.sandbox_dir, rootfs=config.sandbox_rootfs,
+            gvisor_pids_unenforced=config.sandbox_gvisor_pids_unenforced,
+        )  # fmt: skip
+        if name == "gvisor" and pids is None and not config.sandbox_gvisor_pids_unenforced:
+            spec = replace(spec, limits=replace(limits, pids=None))  # say nothing of a limit it cannot enforce...
+            err.print("[yellow]gVisor: no process limit (runsc cannot enforce one; --pids N is refused)[/]")
         code = asyncio.run(_run(backend, spec, command, workspace))
     except SandboxError as exc:
         err.print(f"[bold red]error:[/] {exc}")
@@ -67,10 +80,14 @@ def exec_command(
     raise typer.Exit(code)
 
 
-async def _run(backend: BubblewrapBackend, spec: SandboxSpec, command: list[str], workspace: Path | None) -> int:
+async def _run(backend: SandboxBackend, spec: SandboxSpec, command: list[str], workspace: Path | None) -> int:
     if workspace is not None and not workspace.is_dir():
         raise SandboxError(f"workspace {workspace} is not a directory")
-    sandbox = await backend.create(spec, workspace=workspace)
+    if workspace is not None:
+        assert isinstance(backend, BubblewrapBackend)
+        sandbox: Sandbox = await backend.create(spec, workspace=workspace)
+    else:
+        sandbox = await backend.create(spec)
     try:
         async for event in sandbox.exec(command):
             if isinstance(event, Exit):

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from ringfence.cli.common import DataDir, now, reports_errors, settings, store_from
 from ringfence.cli.console import err, out
 from ringfence.config import Settings
-from ringfence.sandbox import BubblewrapBackend, SandboxError
+from ringfence.sandbox import SandboxError
 from ringfence.server import create_app, http_config
 from ringfence.sessions.demo import start_demo
 from ringfence.sessions.embedded import embedded_sessions, upstream_dialer
@@ -51,7 +51,7 @@ def reconcile_sandboxes(config: Settings) -> None:
     if not config.sandbox_dir.exists():
         return
     try:
-        backend = BubblewrapBackend(config.sandbox_dir, rootfs=config.sandbox_rootfs)
+        backend = config.sandbox_backend_for()
         removed = asyncio.run(backend.reconcile(keep=set()))
     except (SandboxError, OSError) as exc:
         err.print(f"[bold yellow]warning:[/] sandboxes unavailable: {exc}")
@@ -118,7 +118,7 @@ def serve(
 def sandboxes_available(config: Settings) -> bool:
     """Whether this host can run sessions (bubblewrap, seccomp, a usable sandbox directory); says why not."""
     try:
-        BubblewrapBackend(config.sandbox_dir, rootfs=config.sandbox_rootfs)
+        config.sandbox_backend_for()
     except (SandboxError, OSError) as exc:
         err.print(f"[bold yellow]warning:[/] sessions are unavailable on this host: {exc}")
         return False

@@ -18,7 +18,6 @@ from ringfence.net.addresses import AddressPolicy, IPAddress
 from ringfence.net.dial import Dialer
 from ringfence.net.interfaces import host_addresses
 from ringfence.net.resolve import CachingResolver, DnsResolver, Resolver
-from ringfence.sandbox import BubblewrapBackend
 from ringfence.sessions.manager import SessionManager, StoreHosts
 from ringfence.sessions.upstreams import DefaultProvider, StoreModels
 from ringfence.store import providers
@@ -62,7 +61,7 @@ def embedded_sessions(
     store: Store, config: Settings, clock: Callable[[], datetime], dialer: Dialer
 ) -> Callable[[], Awaitable[SessionManager]]:
     async def build() -> SessionManager:
-        backend = BubblewrapBackend(config.sandbox_dir, rootfs=config.sandbox_rootfs)
+        backend = config.sandbox_backend_for()
         stamp = lambda: clock().isoformat()  # noqa: E731
         egress_audit = BatchedAudit(StoreWriter(store), stamp)
         gateway_audit = BatchedAudit(StoreWriter(store), stamp)

@@ -1,0 +1,465 @@
+"""The gVisor backend: one sandbox = one runsc container with its own application kernel; commands are `runsc exec`.
+
+Owns: the OCI bundle of a sandbox (a read-only root of mount points, the same read-only system directories and
+files as bubblewrap's, the workspace read-write, a private /tmp, the tools read-only, the session's two Unix sockets
+and the init's state directory), starting it (`runsc run --detach`), running each command in it with an explicit
+process spec (argv, environment, directory, uid 1000: nothing of the host's environment), output, per-command
+timeouts and early close (the command and its descendants are killed inside, by their guest pids), file access,
+destroy, and reconcile.
+
+How the guarantees hold here:
+- memory, CPU and host threads: runsc's own cgroups (OCI `linux.resources`); gVisor has no OOM killer of its own in
+  Debian's release (20221219), so a sandbox over its memory limit is ended whole, and its next command says so;
+- processes: gVisor does not enforce RLIMIT_NPROC, and a pids cgroup counts the Sentry's threads, not the guest's
+  processes: a process limit cannot be enforced, so a spec asking for one is refused unless the backend was made
+  with `pids_unenforced=True` (an operator's explicit choice; never a silent fallback);
+- network: `--network=none` gives the guest loopback only; in proxy mode the init (ringfence.sandbox.gvisor_init)
+  relays 127.0.0.1:3128 and :8080 to the session's sockets;
+- server death: containers are detached; `reconcile` at the next start deletes what a dead server left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import AsyncGenerator, Sequence
+from pathlib import Path
+from typing import Any
+
+from ringfence.sandbox import diskimage, workspace
+from ringfence.sandbox.mounts import BASE_ENV, INSIDE_UID, INSIDE_WORKSPACE, SYSTEM_DIRS, SYSTEM_FILES, USR_LINKS
+from ringfence.sandbox.spec import (
+    TOOLS_DIR,
+    Completed,
+    Exit,
+    Output,
+    SandboxError,
+    SandboxSpec,
+    check_cwd,
+)
+from ringfence.store.ids import new_id
+
+_CHUNK = 64 * 1024
+_RUN = "/run/ringfence"
+_INIT = f"{_RUN}/init.py"
+OWNER_FILE = "owner"
+log = logging.getLogger("ringfence.sandbox")
+
+
+def _me() -> str:
+    with open(f"/proc/{os.getpid()}/stat", "rb") as handle:
+        return f"{os.getpid()} {handle.read().rsplit(b')', 1)[1].split()[19].decode()}"
+
+
+def _alive(owner: str) -> bool:
+    pid = owner.split(" ", 1)[0]
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return f"{pid} {handle.read().rsplit(b')', 1)[1].split()[19].decode()}" == owner
+    except (OSError, IndexError):
+        return False
+
+
+class GVisorSandbox:
+    def __init__(self, backend: GVisorBackend, sandbox_id: str, spec: SandboxSpec, *, image: bool) -> None:
+        self._backend, self._id, self._spec, self._image = backend, sandbox_id, spec, image
+        self._dir = backend.root / sandbox_id
+        self._workspace = self._dir / "workspace"
+        self._workspace_fd: int | None = os.open(self._workspace, os.O_RDONLY | os.O_DIRECTORY)
+        self._procs: set[asyncio.subprocess.Process] = set()
+        self._serial = 0
+
+    @property
+    def id(self) -> str:
+        return self._id
+
+    def _fd(self) -> int:
+        if self._workspace_fd is None:
+            raise SandboxError(f"sandbox {self._id} was destroyed")
+        return self._workspace_fd
+
+    def _process(self, argv: Sequence[str], cwd: str) -> dict[str, Any]:
+        env = {**BASE_ENV, "PATH": self._spec.path, **self._spec.full_env}
+        return {
+            "user": {"uid": INSIDE_UID, "gid": INSIDE_UID},
+            "args": list(argv),
+            "env": [f"{k}={v}" for k, v in env.items()],
+            "cwd": f"{INSIDE_WORKSPACE}/{cwd}" if cwd else INSIDE_WORKSPACE,
+            "noNewPrivileges": True,
+            "capabilities": {k: [] for k in ("bounding", "effective", "inheritable", "permitted", "ambient")},
+        }
+
+    async def exec(
+        self, argv: Sequence[str], *, timeout: float | None = None, cwd: str = ""
+    ) -> AsyncGenerator[Output | Exit, None]:
+        if not argv or not all(isinstance(a, str) and "\x00" not in a for a in argv):
+            raise SandboxError("a command is a non-empty list of strings without NUL bytes")
+        check_cwd(cwd)
+        self._fd()
+        limit = timeout if timeout is not None else self._spec.limits.timeout_seconds
+        self._serial += 1
+        spec_file = self._dir / f"exec-{self._serial}.json"
+        pid_file = self._dir / f"exec-{self._serial}.pid"
+        spec_file.write_text(json.dumps(self._process(argv, cwd)))
+        proc = await asyncio.create_subprocess_exec(
+            *self._backend.runsc_argv("exec", "--process", str(spec_file), "--internal-pid-file", str(pid_file)),
+            self._id,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={},
+        )
+        self._procs.add(proc)
+        queue: asyncio.Queue[Output | None] = asyncio.Queue(maxsize=64)
+
+        async def pump(stream: asyncio.StreamReader | None, name: str) -> None:
+            assert stream is not None
+            while chunk := await stream.read(_CHUNK):
+                await queue.put(Output(name, chunk))  # type: ignore[arg-type]
+            await queue.put(None)
+
+        pumps = [asyncio.create_task(pump(proc.stdout, "stdout")), asyncio.create_task(pump(proc.stderr, "stderr"))]
+        loop = asyncio.get_running_loop()
+        deadline = None if limit is None else loop.time() + limit
+        timed_out, open_streams = False, 2
+        try:
+            while open_streams:
+                remaining = None if deadline is None else max(deadline - loop.time(), 0)
+                try:
+                    item = await asyncio.wait_for(queue.get(), remaining)
+                except TimeoutError:
+                    timed_out = True
+                    await self._end_command(proc, pid_file)
+                    break
+                if item is None:
+                    open_streams -= 1
+                else:
+                    yield item
+            code = await proc.wait()
+            if code == 128 and not await self._running():
+                yield Output("stderr", b"ringfence: this gVisor sandbox has ended (over its memory limit?)\n")
+                code = 137
+            yield Exit(-9 if timed_out else code, timed_out)
+        finally:
+            for task in pumps:
+                task.cancel()
+            if proc.returncode is None:  # closed early: the command ends here
+                await self._end_command(proc, pid_file)
+                await asyncio.gather(*pumps, return_exceptions=True)
+                for stream in (proc.stdout, proc.stderr):
+                    while stream is not None and await stream.read(_CHUNK):
+                        pass
+                await proc.wait()
+            self._procs.discard(proc)
+            for leftover in (spec_file, pid_file):
+                with contextlib.suppress(FileNotFoundError):
+                    leftover.unlink()
+
+    async def _end_command(self, proc: asyncio.subprocess.Process, pid_file: Path) -> None:
+        """Kill the command inside (its guest pid and every descendant), then its `runsc exec` on the host."""
+        with contextlib.suppress(OSError, ValueError):
+            guest = int(pid_file.read_text().strip())
+            for pid in await self._descendants(guest):
+                await self._backend.runsc("kill", "--pid", str(pid), self._id, "KILL")
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+
+    async def _descendants(self, root: int) -> list[int]:
+        """`root` and every process below it, deepest first, from `runsc ps`."""
+        code, out = await self._backend.runsc("ps", self._id)  # UID PID PPID C STIME TIME CMD
+        if code != 0:
+            return [root]
+        children: dict[int, list[int]] = {}
+        for line in out.splitlines()[1:]:
+            fields = line.split()
+            if len(fields) >= 3 and fields[1].isdigit() and fields[2].isdigit():
+                children.setdefault(int(fields[2]), []).append(int(fields[1]))
+        found, frontier = [root], [root]
+        while frontier:
+            frontier = [child for parent in frontier for child in children.get(parent, [])]
+            found += frontier
+        return list(reversed(found))
+
+    async def _running(self) -> bool:
+        code, out = await self._backend.runsc("state", self._id)
+        with contextlib.suppress(ValueError):
+            return code == 0 and json.loads(out).get("status") == "running"
+        return False
+
+    async def run(self, argv: Sequence[str], *, timeout: float | None = None, cwd: str = "") -> Completed:
+        out, err, final = bytearray(), bytearray(), Exit(-1)
+        async for event in self.exec(argv, timeout=timeout, cwd=cwd):
+            if isinstance(event, Exit):
+                final = event
+            else:
+                (out if event.stream == "stdout" else err).extend(event.data)
+        return Completed(bytes(out), bytes(err), final)
+
+    async def write_file(self, path: str, data: bytes) -> None:
+        await asyncio.to_thread(workspace.write, self._fd(), path, data, (INSIDE_UID, INSIDE_UID))
+
+    async def read_file(self, path: str) -> bytes:
+        return await asyncio.to_thread(workspace.read, self._fd(), path)
+
+    async def destroy(self) -> None:
+        for proc in list(self._procs):
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+        await self._backend.remove(self._id)
+        for proc in list(self._procs):
+            await proc.wait()
+        if self._workspace_fd is not None:
+            os.close(self._workspace_fd)
+            self._workspace_fd = None
+        if self._image:
+            await asyncio.to_thread(diskimage.unmount, self._workspace)
+            self._image = False
+        await asyncio.to_thread(shutil.rmtree, self._dir, True)
+
+
+class GVisorBackend:
+    """Sandboxes under `root` (one directory each; runsc's own state in `root/.runsc`). `rootfs` is where the
+    read-only system comes from. `platform`: runsc's (None: its default, ptrace)."""
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        rootfs: Path = Path("/"),
+        runsc: str | None = None,
+        platform: str | None = None,
+        pids_unenforced: bool = False,
+    ) -> None:
+        found = runsc or shutil.which("runsc")
+        if found is None:
+            raise SandboxError("gVisor (runsc) is not installed: make installs Debian's 'runsc' package")
+        if os.geteuid() != 0:
+            raise SandboxError("the gVisor backend runs runsc as root (its rootless mode has no network or cgroups)")
+        self.runsc_path, self.root, self.rootfs, self.platform = found, root, rootfs, platform
+        self.pids_unenforced = pids_unenforced
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.chmod(0o711)
+        self.state = self.root / ".runsc"
+        self.state.mkdir(mode=0o700, exist_ok=True)
+        self.workspace_limit_problem = diskimage.available()
+        self._init_source = Path(__file__).with_name("gvisor_init.py")
+
+    def runsc_argv(self, *args: str) -> list[str]:
+        flags = [f"--root={self.state}", "--network=none", "--host-uds=open"]
+        if self.platform:
+            flags.append(f"--platform={self.platform}")
+        return [self.runsc_path, *flags, *args]
+
+    async def runsc(self, *args: str) -> tuple[int, str]:
+        proc = await asyncio.create_subprocess_exec(
+            *self.runsc_argv(*args),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            env={},
+        )
+        out, _ = await proc.communicate()
+        return proc.returncode or 0, out.decode("utf-8", "replace")
+
+    def _bundle(self, directory: Path, spec: SandboxSpec) -> dict[str, Any]:
+        """The OCI config: a read-only root of empty mount points and /usr links, and every mount named."""
+        rootfs = directory / "bundle" / "rootfs"
+        for point in (*SYSTEM_DIRS, INSIDE_WORKSPACE, "/tmp", "/proc", "/dev", _RUN, f"{_RUN}/state"):
+            (rootfs / point.lstrip("/")).mkdir(parents=True, exist_ok=True)
+        for file in SYSTEM_FILES:
+            if (self.rootfs / file.lstrip("/")).exists():
+                (rootfs / file.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+                (rootfs / file.lstrip("/")).touch()
+        for link, target in USR_LINKS.items():
+            if (self.rootfs / target).exists():
+                os.symlink(target, rootfs / link.lstrip("/"))
+        mounts: list[dict[str, Any]] = [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs"},
+            {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"},
+        ]
+        for system in (*SYSTEM_DIRS, *SYSTEM_FILES):
+            found = self.rootfs / system.lstrip("/")
+            if found.exists():
+                mounts.append({"destination": system, "type": "bind", "source": str(found), "options": ["rbind", "ro"]})
+        mounts.append({"destination": INSIDE_WORKSPACE, "type": "bind", "source": str(directory / "workspace"),
+                       "options": ["rbind", "rw"]})  # fmt: skip
+        mounts.append({"destination": f"{_RUN}/state", "type": "bind", "source": str(directory / "state"),
+                       "options": ["rbind", "rw"]})  # fmt: skip
+        (rootfs / _INIT.lstrip("/")).touch()
+        mounts.append({"destination": _INIT, "type": "bind", "source": str(self._init_source),
+                       "options": ["rbind", "ro"]})  # fmt: skip
+        for name, source in sorted(spec.tools.items()):
+            (rootfs / TOOLS_DIR.lstrip("/") / name).mkdir(parents=True, exist_ok=True)
+            mounts.append({"destination": f"{TOOLS_DIR}/{name}", "type": "bind", "source": str(source),
+                           "options": ["rbind", "ro"]})  # fmt: skip
+        routes: list[str] = []
+        if spec.proxies is not None:
+            for port, path in spec.proxies.by_port().items():
+                inside = f"{_RUN}/{port}.sock"
+                (rootfs / inside.lstrip("/")).touch()
+                mounts.append({"destination": inside, "type": "bind", "source": str(path), "options": ["rbind"]})
+                # gVisor checks the socket file's permissions for the guest's uid: the socket becomes the guest
+                # uid's (on the host, its directory is the session's, 0700: no other user reaches it anyway)
+                os.chown(path, INSIDE_UID, INSIDE_UID)
+                routes.append(f"{port}={inside}")
+        limits = spec.limits
+        resources: dict[str, Any] = {"cpu": {"shares": max(2, limits.cpu_weight * 1024 // 100)}}
+        if limits.memory_bytes:
+            resources["memory"] = {"limit": limits.memory_bytes, "swap": limits.memory_bytes}
+        if routes:  # the relay (a Python program inside: some 0.3 s of start under gVisor's ptrace platform)
+            init = self_process(["/usr/bin/python3", "-I", _INIT, f"{_RUN}/state", *routes])
+        else:  # nothing to relay: a shell that says it is ready and sleeps
+            init = self_process(["/bin/sh", "-c", f"echo ready > {_RUN}/state/ready && exec sleep infinity"])
+        return {
+            "ociVersion": "1.0.2",
+            "process": init,
+            "root": {"path": "rootfs", "readonly": True},
+            "hostname": f"rf-{directory.name[-8:]}",
+            "mounts": mounts,
+            "linux": {
+                "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount")],
+                "resources": resources,
+                "cgroupsPath": f"/ringfence-gvisor/{directory.name}",
+            },
+        }
+
+    async def create(self, spec: SandboxSpec) -> GVisorSandbox:
+        if spec.limits.pids is not None and not self.pids_unenforced:
+            raise SandboxError(
+                "the gVisor backend cannot enforce a process limit on this host (runsc 20221219 ignores "
+                "RLIMIT_NPROC, and a pids cgroup counts its kernel's threads, not the sandbox's processes): give "
+                "no pids limit, or let the operator accept that (sandbox_gvisor_pids_unenforced)"
+            )
+        sandbox_id = new_id("sbx")
+        directory = self.root / sandbox_id
+        mounted = False
+        try:
+            directory.mkdir(mode=0o711)
+            (directory / OWNER_FILE).write_text(_me())
+            (directory / "workspace").mkdir(mode=0o700)
+            (directory / "state").mkdir(mode=0o700)
+            os.chown(directory / "state", INSIDE_UID, INSIDE_UID)
+            size = spec.limits.workspace_bytes
+            if size is not None and self.workspace_limit_problem is None:
+                await asyncio.to_thread(diskimage.create, directory, size, directory / "workspace", INSIDE_UID)
+                mounted = True
+            else:
+                os.chown(directory / "workspace", INSIDE_UID, INSIDE_UID)
+            (directory / "bundle").mkdir()
+            config = self._bundle(directory, spec)
+            (directory / "bundle" / "config.json").write_text(json.dumps(config))
+            with open(directory / "runsc.log", "wb") as said:
+                proc = await asyncio.create_subprocess_exec(
+                    *self.runsc_argv("run", "--detach", "--bundle", str(directory / "bundle"), sandbox_id),
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=said,
+                    stderr=said,
+                    env={},
+                )
+                code = await proc.wait()
+            if code != 0:
+                raise SandboxError(f"runsc could not start the sandbox: {(directory / 'runsc.log').read_text()[-500:]}")
+            await self._ready(directory / "state" / "ready", sandbox_id)
+            return GVisorSandbox(self, sandbox_id, spec, image=mounted)
+        except BaseException:
+            await self.remove(sandbox_id)
+            if mounted:
+                diskimage.unmount(directory / "workspace")
+            shutil.rmtree(directory, ignore_errors=True)
+            raise
+
+    async def _ready(self, marker: Path, sandbox_id: str, within: float = 20.0) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while not marker.exists():
+            if loop.time() > deadline:
+                raise SandboxError(f"gVisor sandbox {sandbox_id} did not start its init within {within:.0f} s")
+            await asyncio.sleep(0.003)
+
+    async def remove(self, sandbox_id: str) -> None:
+        """End every process of the sandbox now (its kernel and its file proxy, found by their bundle path, are
+        killed and waited for), then let `runsc delete` clear runsc's state in the background: it waits about a
+        second and a half on a sandbox already dead, which a caller need not (reconcile clears what it leaves)."""
+        bundle = f"{self.root / sandbox_id / 'bundle'}".encode()
+        await asyncio.to_thread(_kill_bundle, bundle)
+        await asyncio.create_subprocess_exec(
+            *self.runsc_argv("delete", "--force", sandbox_id),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+            env={},
+            start_new_session=True,
+        )
+
+    async def reconcile(self, keep: set[str]) -> list[str]:
+        """Delete the containers and directories this process does not know (`keep`) whose maker is dead or is us."""
+        removed = []
+        me = _me()
+        code, out = await self.runsc("list", "--format", "json")
+        listed = (
+            {row.get("id") for row in json.loads(out) or []} if code == 0 and out.strip().startswith("[") else set()
+        )
+        for entry in sorted(self.root.iterdir()):
+            listed.discard(entry.name)  # what has a directory is decided by its directory
+            if not entry.name.startswith("sbx_") or entry.name in keep:
+                continue
+            with contextlib.suppress(OSError):
+                made_by = (entry / OWNER_FILE).read_text()
+                if made_by != me and _alive(made_by):
+                    continue
+            await self.remove(entry.name)
+            for point in diskimage.mounted_under(entry):
+                diskimage.unmount(point)
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry.name)
+        for orphan in sorted(name for name in listed if isinstance(name, str) and name not in keep):
+            await self.remove(orphan)  # state without a directory (a crash between the two)
+            removed.append(orphan)
+        return removed
+
+
+def _kill_bundle(bundle: bytes, within: float = 5.0) -> None:
+    """SIGKILL every runsc process of one sandbox (their command lines name its bundle) and wait until they are gone."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                parts = handle.read().split(b"\0")
+            if parts and b"runsc" in parts[0] and any(p.endswith(bundle) for p in parts):
+                found.append(int(entry))
+    for pid in found:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, 9)
+    deadline = time.monotonic() + within
+    while found and time.monotonic() < deadline:
+        found = [pid for pid in found if os.path.exists(f"/proc/{pid}") and _state(pid) != "Z"]
+        if found:
+            time.sleep(0.002)
+
+
+def _state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return handle.read().rsplit(b")", 1)[1].split()[0].decode()
+    except (OSError, IndexError):
+        return "gone"
+
+
+def self_process(args: list[str]) -> dict[str, Any]:
+    """The init's process: uid 1000, the base environment only."""
+    return {
+        "user": {"uid": INSIDE_UID, "gid": INSIDE_UID},
+        "args": args,
+        "env": [f"{k}={v}" for k, v in BASE_ENV.items()],
+        "cwd": "/",
+        "noNewPrivileges": True,
+        "capabilities": {k: [] for k in ("bounding", "effective", "inheritable", "permitted", "ambient")},
+    }
