@@ -388,14 +388,14 @@ class GVisorBackend:
         second and a half on a sandbox already dead, which a caller need not (reconcile clears what it leaves)."""
         bundle = f"{self.root / sandbox_id / 'bundle'}".encode()
         await asyncio.to_thread(_kill_bundle, bundle)
-        await asyncio.create_subprocess_exec(
+        # detached through a shell that exits at once: the delete is init's child, not ours to wait for
+        shell = await asyncio.create_subprocess_exec(
+            "/bin/sh", "-c", '"$@" >/dev/null 2>&1 </dev/null &', "sh",
             *self.runsc_argv("delete", "--force", sandbox_id),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-            env={},
-            start_new_session=True,
-        )
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+            env={}, start_new_session=True,
+        )  # fmt: skip
+        await shell.wait()
 
     async def reconcile(self, keep: set[str]) -> list[str]:
         """Delete the containers and directories this process does not know (`keep`) whose maker is dead or is us."""

@@ -1,0 +1,33 @@
+"""The conformance suite (ringfence.testing.conformance) on every backend: bubblewrap and gVisor pass it
+unchanged. gVisor is given no process limit (runsc 20221219 cannot enforce one, and says so: see test_gvisor.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from ringfence.sandbox.backends import BACKENDS, open_backend
+from ringfence.sandbox.spec import Limits
+from ringfence.testing.conformance import CHECKS, Harness
+
+LIMITS = Limits(memory_bytes=256 * 2**20, pids=256, timeout_seconds=120, workspace_bytes=128 * 2**20)
+
+
+@pytest.fixture(params=BACKENDS)
+def harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
+    base = Path(tempfile.mkdtemp(prefix="rf-conform-"))
+    base.chmod(0o711)
+    name = request.param
+    root = base / "sandboxes"
+    limits = replace(LIMITS, pids=None) if name == "gvisor" else LIMITS
+    yield Harness(lambda: open_backend(name, root, gvisor_pids_unenforced=True), limits, base, root)
+
+
+@pytest.mark.parametrize("check", sorted(CHECKS))
+def test_every_backend_keeps_every_guarantee(harness: Harness, check: str) -> None:
+    asyncio.run(asyncio.wait_for(CHECKS[check](harness), 180))
