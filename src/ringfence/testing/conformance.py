@@ -118,7 +118,10 @@ async def proxies_reach_only_their_own_session(h: Harness) -> None:
         sockets.append(path)
     backend = h.make()
     boxes = [await backend.create(h.spec(network="proxy", proxies=ProxyRoutes(path))) for path in sockets]
-    ask = "import socket\ns = socket.create_connection(('127.0.0.1', 3128), timeout=5)\ns.sendall(b'x')\nprint(s.recv(20))"
+    ask = (
+        "import socket\ns = socket.create_connection(('127.0.0.1', 3128), timeout=5)\n"
+        "s.sendall(b'x')\nprint(s.recv(20))"
+    )
     try:
         answers = [(await box.run(["python3", "-c", ask], timeout=30)).stdout for box in boxes]
     finally:
