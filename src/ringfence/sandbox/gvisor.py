@@ -235,7 +235,7 @@ class GVisorBackend:
         platform: str | None = None,
         pids_unenforced: bool = False,
     ) -> None:
-        found = runsc or shutil.which("runsc")
+        found = shutil.which(runsc or "runsc")
         if found is None:
             raise SandboxError("gVisor (runsc) is not installed: make installs Debian's 'runsc' package")
         if os.geteuid() != 0:
