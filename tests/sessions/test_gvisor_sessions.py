@@ -21,9 +21,9 @@ from ringfence.sessions.manager import Environment, RepositoryHost, SessionManag
 from ringfence.store import accounts, content, providers
 from ringfence.store.crypto import Secret
 from ringfence.store.db import Store
+from ringfence.store.models import Session as SessionRow
 from ringfence.testing.providers import StandInProvider
 from tests.agents.installed import installed_agents
-from tests.egress.harness import RawUpstream  # noqa: F401
 from tests.gateway.git_host import GitHost, git, loopback_dialer
 from tests.sessions.test_manager import NOW, TOKEN, caller, host, turn  # noqa: F401 (fixture)
 from tests.sessions.test_real_agents import said, typed_turn
@@ -72,3 +72,6 @@ def test_a_session_on_gvisor(store: Store, gvisor: GVisorBackend, host: GitHost,
     assert any(r.kind == "code_change" for r in content.read_content(store, session_id))
     assert pushed
     assert not list(gvisor.root.glob("sbx_*"))  # every sandbox destroyed
+    with store.read() as db:
+        row = db.get(SessionRow, session_id)
+        assert row is not None and row.backend == "gvisor"  # the session says which backend ran it

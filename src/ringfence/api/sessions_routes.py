@@ -81,6 +81,7 @@ def _out(row: Session, manager: SessionManager | None) -> dict[str, Any]:
         "retention_rule": row.retention_rule,
         "delete_after": format_time(row.delete_after) if row.delete_after else None,
         "turns": live.turn if live is not None else row.turns,
+        "backend": row.backend,
         "status": status_of(row, live is not None),
     }
 

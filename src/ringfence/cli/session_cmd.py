@@ -145,7 +145,7 @@ def show(session: SessionId, server: Server = None, token: Token = None, data_di
     base, bearer = client(server, token, data_dir)
     info = run(lambda: call(base, bearer, "GET", f"/v1/sessions/{session}"))
     for key in ("id", "status", "state", "running", "interrupted", "branch", "environment_id", "zdr", "retention_rule",
-                "delete_after", "turns"):  # fmt: skip
+                "delete_after", "turns", "backend"):  # fmt: skip
         out.print(f"{key:>15}: {info.get(key)}", markup=False)
     records = run(lambda: call(base, bearer, "GET", f"/v1/sessions/{session}/egress"))
     table = Table("at", "kind", "phase", "destination", "decision", "rule", "bytes up/down")

@@ -38,6 +38,8 @@ class Sandbox(Protocol):
 
 
 class SandboxBackend(Protocol):
+    name: str  # what sessions record and show: "bubblewrap", "gvisor"
+
     async def create(self, spec: SandboxSpec) -> Sandbox: ...
 
     async def reconcile(self, keep: set[str]) -> list[str]:

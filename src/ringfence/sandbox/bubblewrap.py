@@ -280,6 +280,8 @@ class BubblewrapSandbox:
 class BubblewrapBackend:
     """Sandboxes under `root` (one directory each). `rootfs` is where the read-only system comes from."""
 
+    name = "bubblewrap"
+
     def __init__(
         self, root: Path, *, rootfs: Path = Path("/"), bwrap: str | None = None, uid_claims: Path = uids.CLAIMS
     ) -> None:

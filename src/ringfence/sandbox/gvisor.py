@@ -226,6 +226,8 @@ class GVisorBackend:
     """Sandboxes under `root` (one directory each; runsc's own state in `root/.runsc`). `rootfs` is where the
     read-only system comes from. `platform`: runsc's (None: its default, ptrace)."""
 
+    name = "gvisor"
+
     def __init__(
         self,
         root: Path,

@@ -331,6 +331,10 @@ class SessionManager:
             if checkout.code != 0 or base.code != 0:
                 raise SessionError(f"preparing branch {branch} failed: {checkout.stderr.decode(errors='replace')}")
             live.base_commit = base.stdout.decode().strip()
+            with self.store.write() as db:  # which backend ran it (metadata, kept under ZDR too)
+                recorded = db.get(SessionRow, session_id)
+                if recorded is not None:
+                    recorded.backend = self.backend.name
             await sandbox.write_file(AGENT_PATH.removeprefix("/workspace/"), Path(builtin_agent.__file__).read_bytes())
             if resume and env.runs.keeps_state:  # the agent's conversation goes on where it stopped
                 kept_state = content.read_agent_state(self.store, session_id)

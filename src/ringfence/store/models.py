@@ -135,6 +135,7 @@ class Session(Base):
     # Set when a server crash left the session without its sandbox; cleared when it is resumed.
     interrupted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     turns: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # metadata: kept under ZDR too
+    backend: Mapped[str | None] = mapped_column(String(20), nullable=True)  # the sandbox backend it ran on last
 
 
 class Environment(Base):
