@@ -15,6 +15,7 @@ from bench import (
     bridge_bench,
     egress_bench,
     gateway_bench,
+    gvisor_bench,
     hardening_bench,
     policy_bench,
     sandbox_bench,
@@ -45,6 +46,7 @@ def main() -> int:
         ("sessions", lambda: sessions_bench.run(15 if not args.quick else 3)),
         ("web console", lambda: web_bench.run(1000, 15 if not args.quick else 3)),
         ("agents", lambda: agents_bench.run(15 if not args.quick else 3)),
+        ("gvisor", lambda: gvisor_bench.run(15 if not args.quick else 3)),
     ]:
         print(f"running {label} ...", flush=True)
         figures.extend(bench())
