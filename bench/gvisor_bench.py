@@ -154,7 +154,7 @@ async def _sessions(store, base: Path, rounds: int) -> list[Figure]:  # type: ig
             RepositoryHost(host.url, lambda _r: StaticToken("basic", Secret(TOKEN))),
             lambda: datetime.now(UTC),
             ceiling=Limits(pids=None),
-        )  # fmt: skip
+        )
         for name in ready
     }
     try:
@@ -196,8 +196,8 @@ async def _workloads(base: Path, rounds: int) -> list[Figure]:
     for name in ("bubblewrap", "gvisor"):
         boxes[name] = await _backend(name, base).create(SandboxSpec(limits=LIMITS))
     try:
-        for name, box in boxes.items():
-            archive = subprocess.run(["tar", "-C", str(tree), "-cf", "-", "."], capture_output=True, check=True).stdout
+        archive = subprocess.run(["tar", "-C", str(tree), "-cf", "-", "."], capture_output=True, check=True).stdout
+        for box in boxes.values():
             await box.write_file("tree.tar", archive)
             await box.run(["sh", "-c", "mkdir -p tree && tar -C tree -xf tree.tar && rm tree.tar"], timeout=300)
         for _ in range(rounds):
