@@ -19,7 +19,7 @@ import stat
 from collections.abc import AsyncGenerator, Sequence
 from pathlib import Path
 
-from ringfence.sandbox import diskimage, seccomp_filter, uids, workspace
+from ringfence.sandbox import diskimage, running, seccomp_filter, uids, workspace
 from ringfence.sandbox.bridge import Bridge
 from ringfence.sandbox.cgroups import SandboxCgroup, detect
 from ringfence.sandbox.mounts import MountPlan, options_file
@@ -188,48 +188,18 @@ class BubblewrapSandbox:
         finally:
             os.close(info_read)
             os.close(block_write)
-        queue: asyncio.Queue[Output | None] = asyncio.Queue(maxsize=64)
 
-        async def pump(stream: asyncio.StreamReader | None, name: str) -> None:
-            assert stream is not None
-            while chunk := await stream.read(_CHUNK):
-                await queue.put(Output(name, chunk))  # type: ignore[arg-type]
-            await queue.put(None)
+        async def end() -> None:
+            self._kill(proc)
 
-        pumps = [asyncio.create_task(pump(proc.stdout, "stdout")), asyncio.create_task(pump(proc.stderr, "stderr"))]
-        loop = asyncio.get_running_loop()
-        deadline = None if limit is None else loop.time() + limit
-        timed_out, open_streams = False, 2
         try:
-            while open_streams:
-                remaining = None if deadline is None else max(deadline - loop.time(), 0)
-                try:
-                    item = await asyncio.wait_for(queue.get(), remaining)
-                except TimeoutError:
-                    timed_out = True
-                    self._kill(proc)
-                    break
-                if item is None:
-                    open_streams -= 1
-                else:
-                    yield item
-            code = await proc.wait()
-            yield Exit(code, timed_out)
+            async with contextlib.aclosing(running.stream(proc, limit, end)) as events:  # closed early: ended now
+                async for event in events:
+                    yield event
         finally:
             if bridge is not None:
                 bridge.close()
                 self._bridges.discard(bridge)
-            for task in pumps:
-                task.cancel()
-            if proc.returncode is None:  # closed early (or cancelled): the command ends here
-                self._kill(proc)
-                await asyncio.gather(*pumps, return_exceptions=True)  # their reads are done before ours
-                for stream in (proc.stdout, proc.stderr):
-                    # A pipe nobody reads is paused and never sees its end, and asyncio's wait() waits for it:
-                    # read out what the dead command left (at most a pipe's worth).
-                    while stream is not None and await stream.read(_CHUNK):
-                        pass
-                await proc.wait()
             self._procs.discard(proc)
 
     @staticmethod
@@ -240,13 +210,7 @@ class BubblewrapSandbox:
             proc.kill()
 
     async def run(self, argv: Sequence[str], *, timeout: float | None = None, cwd: str = "") -> Completed:
-        out, err, final = bytearray(), bytearray(), Exit(-1)
-        async for event in self.exec(argv, timeout=timeout, cwd=cwd):
-            if isinstance(event, Exit):
-                final = event
-            else:
-                (out if event.stream == "stdout" else err).extend(event.data)
-        return Completed(bytes(out), bytes(err), final)
+        return await running.collect(self.exec(argv, timeout=timeout, cwd=cwd))
 
     async def write_file(self, path: str, data: bytes) -> None:
         await asyncio.to_thread(workspace.write, self._fd(), path, data, self._owner)

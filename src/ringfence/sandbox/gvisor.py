@@ -31,7 +31,7 @@ from collections.abc import AsyncGenerator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ringfence.sandbox import diskimage, workspace
+from ringfence.sandbox import diskimage, running, workspace
 from ringfence.sandbox.mounts import BASE_ENV, INSIDE_UID, INSIDE_WORKSPACE, SYSTEM_DIRS, SYSTEM_FILES, USR_LINKS
 from ringfence.sandbox.spec import (
     TOOLS_DIR,
@@ -115,46 +115,18 @@ class GVisorSandbox:
             env={},
         )
         self._procs.add(proc)
-        queue: asyncio.Queue[Output | None] = asyncio.Queue(maxsize=64)
 
-        async def pump(stream: asyncio.StreamReader | None, name: str) -> None:
-            assert stream is not None
-            while chunk := await stream.read(_CHUNK):
-                await queue.put(Output(name, chunk))  # type: ignore[arg-type]
-            await queue.put(None)
+        async def end() -> None:
+            await self._end_command(proc, pid_file)
 
-        pumps = [asyncio.create_task(pump(proc.stdout, "stdout")), asyncio.create_task(pump(proc.stderr, "stderr"))]
-        loop = asyncio.get_running_loop()
-        deadline = None if limit is None else loop.time() + limit
-        timed_out, open_streams = False, 2
         try:
-            while open_streams:
-                remaining = None if deadline is None else max(deadline - loop.time(), 0)
-                try:
-                    item = await asyncio.wait_for(queue.get(), remaining)
-                except TimeoutError:
-                    timed_out = True
-                    await self._end_command(proc, pid_file)
-                    break
-                if item is None:
-                    open_streams -= 1
-                else:
-                    yield item
-            code = await proc.wait()
-            if code == 128 and not await self._running():
-                yield Output("stderr", b"ringfence: this gVisor sandbox has ended (over its memory limit?)\n")
-                code = 137
-            yield Exit(-9 if timed_out else code, timed_out)
+            async with contextlib.aclosing(running.stream(proc, limit, end)) as events:  # closed early: ended now
+                async for event in events:
+                    if isinstance(event, Exit) and event.code == 128 and not await self._running():
+                        yield Output("stderr", b"ringfence: this gVisor sandbox has ended (over its memory limit?)\n")
+                        event = Exit(137, event.timed_out)
+                    yield event
         finally:
-            for task in pumps:
-                task.cancel()
-            if proc.returncode is None:  # closed early: the command ends here
-                await self._end_command(proc, pid_file)
-                await asyncio.gather(*pumps, return_exceptions=True)
-                for stream in (proc.stdout, proc.stderr):
-                    while stream is not None and await stream.read(_CHUNK):
-                        pass
-                await proc.wait()
             self._procs.discard(proc)
             for leftover in (spec_file, pid_file):
                 with contextlib.suppress(FileNotFoundError):
@@ -192,13 +164,7 @@ class GVisorSandbox:
         return False
 
     async def run(self, argv: Sequence[str], *, timeout: float | None = None, cwd: str = "") -> Completed:
-        out, err, final = bytearray(), bytearray(), Exit(-1)
-        async for event in self.exec(argv, timeout=timeout, cwd=cwd):
-            if isinstance(event, Exit):
-                final = event
-            else:
-                (out if event.stream == "stdout" else err).extend(event.data)
-        return Completed(bytes(out), bytes(err), final)
+        return await running.collect(self.exec(argv, timeout=timeout, cwd=cwd))
 
     async def write_file(self, path: str, data: bytes) -> None:
         await asyncio.to_thread(workspace.write, self._fd(), path, data, (INSIDE_UID, INSIDE_UID))
