@@ -1,5 +1,5 @@
 """A whole session on gVisor (issue 16): the clone through the gateway and the agent's egress through the relay
-inside the sandbox, the built-in agent and Claude Code running, capture, push at end, resume; nothing of runsc left
+inside the sandbox, the built-in agent, Claude Code and Codex running, capture, push at end, resume; nothing of runsc left
 after the session."""
 
 from __future__ import annotations
@@ -29,6 +29,10 @@ from tests.sessions.test_manager import NOW, TOKEN, caller, host, turn  # noqa: 
 from tests.sessions.test_real_agents import said, typed_turn
 
 
+async def live_file(manager: SessionManager, session_id: str, path: str) -> bytes:
+    return (await manager.live[session_id].sandbox.run(["cat", f"repo/{path}"])).stdout
+
+
 @pytest.fixture
 def gvisor() -> Iterator[GVisorBackend]:
     base = Path(tempfile.mkdtemp(prefix="rf-gvisor-"))
@@ -41,9 +45,10 @@ def test_a_session_on_gvisor(store: Store, gvisor: GVisorBackend, host: GitHost,
     repo = accounts.connect_repository(store, user.id, f"{host.url}/acme/widgets.git", NOW, actor="t")
     agents = installed_agents(tmp_path / "install-check").tools
 
-    async def go() -> tuple[str, str, str, str]:
-        with StandInProvider("anthropic") as stand_in:
+    async def go() -> tuple[str, str, str, str, str]:
+        with StandInProvider("anthropic") as stand_in, StandInProvider("openai") as openai:
             providers.set_provider(store, user.id, "anthropic", None, stand_in.url, Secret("sk-gv"), NOW, actor="t")
+            providers.set_provider(store, user.id, "openai", None, openai.url, Secret("sk-gv-o"), NOW, actor="t")
             manager = SessionManager(
                 store, gvisor, tmp_path / "run",
                 EgressProxy(AddressPolicy.parse([]), CachingResolver(StaticResolver({}))),
@@ -59,14 +64,21 @@ def test_a_session_on_gvisor(store: Store, gvisor: GVisorBackend, host: GitHost,
                 await manager.resume(live.id, user.id, claude)
                 events, _ = await typed_turn(manager, live.id, "run: echo from-gvisor > gv.txt")
                 final = (await manager.end(live.id)).commit
-                return live.id, output, pushed, said(events) + final
+                await manager.resume(live.id, user.id, Environment(network="none", agent="codex"))
+                codex, _ = await typed_turn(manager, live.id, "run: echo codex-on-gvisor > cx.txt")
+                kept = (await live_file(manager, live.id, "cx.txt")) + said(codex).encode()
+                await manager.end(live.id)
+                return live.id, output, pushed, said(events) + final, kept.decode()
             finally:
                 await manager.shutdown()
 
-    session_id, output, pushed, claude = asyncio.run(go())
+    session_id, output, pushed, claude, codex = asyncio.run(go())
+    assert codex.startswith("codex-on-gvisor\n") and "The command ran" in codex
     assert "edited AGENT_NOTES.md" in output and "done" in output
     bare = str(host.root / "acme" / "widgets.git")
-    assert git("--git-dir", bare, "rev-parse", f"refs/heads/ringfence/{session_id}").stdout.strip() == claude[-40:]
+    history = git("--git-dir", bare, "rev-list", f"refs/heads/ringfence/{session_id}").stdout.split()
+    assert claude[-40:] in history  # Claude Code's push, then Codex's on top
+    assert git("--git-dir", bare, "show", f"refs/heads/ringfence/{session_id}:cx.txt").stdout == "codex-on-gvisor\n"
     assert git("--git-dir", bare, "show", f"refs/heads/ringfence/{session_id}:gv.txt").stdout == "from-gvisor\n"
     assert "The command ran" in claude
     assert any(r.kind == "code_change" for r in content.read_content(store, session_id))

@@ -103,33 +103,48 @@ async def no_network_in_mode_none(h: Harness) -> None:
 
 
 async def proxies_reach_only_their_own_session(h: Harness) -> None:
-    sockets = []
+    """Both bridged ports (the egress proxy's 3128, the gateway's 8080) of each sandbox reach that session's own
+    sockets and no other's: the socket is the session's identity (B6)."""
+    paths: dict[tuple[str, int], Path] = {}
     servers = []
     for name in ("a", "b"):
-        path = h.scratch / f"{name}.sock"
+        for port in (3128, 8080):
+            path = h.scratch / f"{name}-{port}.sock"
 
-        async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, name: str = name) -> None:
-            await reader.read(10)
-            writer.write(f"session-{name}".encode())
-            await writer.drain()
-            writer.close()
+            async def answer(
+                reader: asyncio.StreamReader, writer: asyncio.StreamWriter, said: str = f"{name}:{port}"
+            ) -> None:
+                await reader.read(10)
+                writer.write(f"session-{said}".encode())
+                await writer.drain()
+                writer.close()
 
-        servers.append(await asyncio.start_unix_server(answer, str(path)))
-        sockets.append(path)
+            servers.append(await asyncio.start_unix_server(answer, str(path)))
+            paths[(name, port)] = path
     backend = h.make()
-    boxes = [await backend.create(h.spec(network="proxy", proxies=ProxyRoutes(path))) for path in sockets]
+    boxes = {
+        name: await backend.create(
+            h.spec(network="proxy", proxies=ProxyRoutes(paths[(name, 3128)], paths[(name, 8080)]))
+        )
+        for name in ("a", "b")
+    }
     ask = (
-        "import socket\ns = socket.create_connection(('127.0.0.1', 3128), timeout=5)\n"
-        "s.sendall(b'x')\nprint(s.recv(20))"
+        "import socket\nfor port in (3128, 8080):\n    s = socket.create_connection(('127.0.0.1', port), timeout=5)\n"
+        "    s.sendall(b'x')\n    print(s.recv(30).decode())\n"
     )
     try:
-        answers = [(await box.run(["python3", "-c", ask], timeout=30)).stdout for box in boxes]
+        answers = {
+            name: (await box.run(["python3", "-c", ask], timeout=30)).stdout.split() for name, box in boxes.items()
+        }
     finally:
-        for box in boxes:
+        for box in boxes.values():
             await box.destroy()
         for server in servers:
             server.close()
-    assert b"session-a" in answers[0] and b"session-b" in answers[1], answers
+    assert answers == {
+        "a": [b"session-a:3128", b"session-a:8080"],
+        "b": [b"session-b:3128", b"session-b:8080"],
+    }, answers
 
 
 async def a_command_times_out(h: Harness) -> None:
