@@ -1,6 +1,6 @@
 """A whole session on gVisor (issue 16): the clone through the gateway and the agent's egress through the relay
-inside the sandbox, the built-in agent, Claude Code and Codex running, capture, push at end, resume; nothing of runsc left
-after the session."""
+inside the sandbox, the built-in agent, Claude Code and Codex running, capture, push at end, resume; nothing of
+runsc left after the session."""
 
 from __future__ import annotations
 
