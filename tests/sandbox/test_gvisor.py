@@ -93,3 +93,44 @@ def test_a_killed_server_leaves_nothing_reconcile_does_not_remove(root: Path) ->
         b"delete" in Path(f"/proc/{p}/cmdline").read_bytes() for p in _runsc_processes(root)
     )
     assert not (root / sandbox_id).exists()
+
+
+def test_the_bridge_changes_nothing_of_the_hosts_sockets(root: Path) -> None:
+    """A hostile host user with the sandbox's inside uid (1000 here) must not gain a session's proxy socket: the
+    bridge may not chown or chmod it. The sandbox still reaches it through 127.0.0.1:3128, and its own processes
+    cannot bypass the relay by connecting to the bound socket themselves."""
+    from ringfence.sandbox.spec import ProxyRoutes
+
+    shared = root.parent / "shared"
+    shared.mkdir(mode=0o755)
+    path = shared / "egress.sock"
+
+    async def go() -> tuple[bytes, bytes]:
+        async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.read(1)
+            writer.write(b"proxy")
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_unix_server(answer, str(path))
+        path.chmod(0o600)
+        box = await GVisorBackend(root).create(
+            SandboxSpec(network="proxy", proxies=ProxyRoutes(path), limits=Limits(pids=None, workspace_bytes=None))
+        )
+        ask = "import socket\ns = socket.create_connection(('127.0.0.1', 3128), timeout=5)\ns.sendall(b'x')\nprint(s.recv(9))"
+        direct = (
+            "import socket\ns = socket.socket(socket.AF_UNIX)\n"
+            "try:\n    s.connect('/run/ringfence/3128.sock'); print('bypassed')\nexcept OSError as e: print('refused')"
+        )
+        try:
+            relayed = (await box.run(["python3", "-c", ask], timeout=30)).stdout
+            bypass = (await box.run(["python3", "-c", direct], timeout=30)).stdout
+        finally:
+            await box.destroy()
+            server.close()
+        return relayed, bypass
+
+    relayed, bypass = asyncio.run(go())
+    info = path.stat()
+    assert (info.st_uid, info.st_gid, info.st_mode & 0o777) == (0, 0, 0o600)  # untouched
+    assert b"proxy" in relayed and b"refused" in bypass

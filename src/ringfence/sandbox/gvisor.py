@@ -272,16 +272,16 @@ class GVisorBackend:
                 inside = f"{_RUN}/{port}.sock"
                 (rootfs / inside.lstrip("/")).touch()
                 mounts.append({"destination": inside, "type": "bind", "source": str(path), "options": ["rbind"]})
-                # gVisor checks the socket file's permissions for the guest's uid: the socket becomes the guest
-                # uid's (on the host, its directory is the session's, 0700: no other user reaches it anyway)
-                os.chown(path, INSIDE_UID, INSIDE_UID)
                 routes.append(f"{port}={inside}")
         limits = spec.limits
         resources: dict[str, Any] = {"cpu": {"shares": max(2, limits.cpu_weight * 1024 // 100)}}
         if limits.memory_bytes:
             resources["memory"] = {"limit": limits.memory_bytes, "swap": limits.memory_bytes}
         if routes:  # the relay (a Python program inside: some 0.3 s of start under gVisor's ptrace platform)
-            init = self_process(["/usr/bin/python3", "-I", _INIT, f"{_RUN}/state", *routes])
+            # as the guest's root, without a capability: gVisor checks a bound socket's permissions for the guest
+            # uid, and the host's socket is root's (0600). So the relay reaches it, the agent's uid does not (it
+            # must go through 127.0.0.1), and nothing of the host's socket is changed.
+            init = self_process(["/usr/bin/python3", "-I", _INIT, f"{_RUN}/state", *routes], uid=0)
         else:  # nothing to relay: a shell that says it is ready and sleeps
             init = self_process(["/bin/sh", "-c", f"echo ready > {_RUN}/state/ready && exec sleep infinity"])
         return {
@@ -312,7 +312,8 @@ class GVisorBackend:
             (directory / OWNER_FILE).write_text(_me())
             (directory / "workspace").mkdir(mode=0o700)
             (directory / "state").mkdir(mode=0o700)
-            os.chown(directory / "state", INSIDE_UID, INSIDE_UID)
+            if spec.proxies is None:  # the init writes its ready mark here: the shell as uid 1000, the relay as root
+                os.chown(directory / "state", INSIDE_UID, INSIDE_UID)
             size = spec.limits.workspace_bytes
             if size is not None and self.workspace_limit_problem is None:
                 await asyncio.to_thread(diskimage.create, directory, size, directory / "workspace", INSIDE_UID)
@@ -421,10 +422,10 @@ def _state(pid: int) -> str:
         return "gone"
 
 
-def self_process(args: list[str]) -> dict[str, Any]:
-    """The init's process: uid 1000, the base environment only."""
+def self_process(args: list[str], uid: int = INSIDE_UID) -> dict[str, Any]:
+    """The init's process: uid 1000 unless told, the base environment only, no capability at all."""
     return {
-        "user": {"uid": INSIDE_UID, "gid": INSIDE_UID},
+        "user": {"uid": uid, "gid": uid},
         "args": args,
         "env": [f"{k}={v}" for k, v in BASE_ENV.items()],
         "cwd": "/",
