@@ -117,7 +117,10 @@ def test_the_bridge_changes_nothing_of_the_hosts_sockets(root: Path) -> None:
         box = await GVisorBackend(root).create(
             SandboxSpec(network="proxy", proxies=ProxyRoutes(path), limits=Limits(pids=None, workspace_bytes=None))
         )
-        ask = "import socket\ns = socket.create_connection(('127.0.0.1', 3128), timeout=5)\ns.sendall(b'x')\nprint(s.recv(9))"
+        ask = (
+            "import socket\ns = socket.create_connection(('127.0.0.1', 3128), timeout=5)\n"
+            "s.sendall(b'x')\nprint(s.recv(9))"
+        )
         direct = (
             "import socket\ns = socket.socket(socket.AF_UNIX)\n"
             "try:\n    s.connect('/run/ringfence/3128.sock'); print('bypassed')\nexcept OSError as e: print('refused')"
