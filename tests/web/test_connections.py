@@ -75,3 +75,28 @@ def create_app_for(store: Store):  # type: ignore[no-untyped-def]
     from ringfence.server import create_app
 
     return create_app(store, clock=lambda: T0, dialer=ALLOW_LOOPBACK)
+
+
+def test_a_hostile_agents_words_stay_text_in_the_conversation(store: Store) -> None:
+    """What an agent printed (its text, a tool's input and result, an error) is shown, never run: a page that
+    rendered it as markup would hand the agent the user's console session."""
+    import json
+
+    from ringfence.store import content
+
+    user = accounts.create_user(store, "ana", T0, actor="t", plan="pro")
+    _, token = accounts.create_api_key(store, user.id, "t", T0, actor="t")
+    row = content.start_session(store, user.id, T0, repository_id=None)
+    attack = '<img src=x onerror="fetch(\'/ui/connections\')"><script>alert(1)</script>'
+    events = [
+        {"kind": "text", "text": attack},
+        {"kind": "tool_call", "id": "t", "name": attack, "input": attack, "status": "running", "result": ""},
+        {"kind": "tool_call", "id": "t", "name": attack, "input": attack, "status": "ok", "result": attack},
+        {"kind": "agent_error", "message": attack},
+    ]
+    content.put_content(store, row.id, "prompt", attack, T0, turn=1)
+    content.put_content(store, row.id, "events", "\n".join(json.dumps(e) for e in events), T0, turn=1)
+    with serving(create_app_for(store)) as base, _signed_in(base, token.reveal()) as client:
+        page = client.get(f"/ui/sessions/{row.id}").text
+    assert "<script>alert(1)</script>" not in page and "<img src=x" not in page
+    assert page.count("&lt;script&gt;alert(1)&lt;/script&gt;") >= 5  # prompt, text, tool name/input, result, error
