@@ -23,33 +23,13 @@ from ringfence.sandbox import diskimage, running, seccomp_filter, uids, workspac
 from ringfence.sandbox.bridge import Bridge
 from ringfence.sandbox.cgroups import SandboxCgroup, detect
 from ringfence.sandbox.mounts import MountPlan, options_file
-from ringfence.sandbox.procs import kill_listed, kill_uid
+from ringfence.sandbox.procs import alive, kill_listed, kill_uid, me
 from ringfence.sandbox.spec import Completed, Exit, Output, SandboxError, SandboxSpec, check_cwd
 from ringfence.store.ids import new_id
 
 OWNER_FILE = "owner"  # "<pid> <start time>" of the ringfence process that made the sandbox
 _CHUNK = 64 * 1024
 log = logging.getLogger("ringfence.sandbox")
-
-
-def _process_identity(pid: int) -> str | None:
-    """`pid` with its start time (a pid alone may have been reused since)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            return f"{pid} {handle.read().rsplit(b')', 1)[1].split()[19].decode()}"
-    except (OSError, IndexError):
-        return None
-
-
-def _me() -> str:
-    identity = _process_identity(os.getpid())
-    assert identity is not None
-    return identity
-
-
-def _alive(owner: str) -> bool:
-    pid = owner.split(" ", 1)[0]
-    return pid.isdigit() and _process_identity(int(pid)) == owner
 
 
 async def _child_pid(info_fd: int) -> int | None:
@@ -341,7 +321,7 @@ class BubblewrapBackend:
         mounted = False
         try:
             directory.mkdir(mode=0o711)
-            (directory / OWNER_FILE).write_text(_me())
+            (directory / OWNER_FILE).write_text(me())
             (directory / "workspace").mkdir(mode=0o700)
             size = spec.limits.workspace_bytes
             if operator is None and size is not None and self.workspace_limit_problem is None:
@@ -369,14 +349,14 @@ class BubblewrapBackend:
         """Destroy what this process does not know (`keep`) and what a dead process left behind; a sandbox of
         another live ringfence process (a `sandbox exec` running beside the server) is left alone."""
         removed = []
-        me = _me()
+        mine = me()
         keep = set(keep)
         for entry in sorted(self.root.iterdir()):
             if not entry.name.startswith("sbx_") or entry.name in keep:
                 continue
             with contextlib.suppress(OSError):
                 made_by = (entry / OWNER_FILE).read_text()
-                if made_by != me and _alive(made_by):
+                if made_by != mine and alive(made_by):
                     keep.add(entry.name)
                     continue
             with contextlib.suppress(FileNotFoundError):

@@ -33,6 +33,7 @@ from typing import Any
 
 from ringfence.sandbox import diskimage, running, workspace
 from ringfence.sandbox.mounts import BASE_ENV, INSIDE_UID, INSIDE_WORKSPACE, SYSTEM_DIRS, SYSTEM_FILES, USR_LINKS
+from ringfence.sandbox.procs import alive, live, me
 from ringfence.sandbox.spec import (
     TOOLS_DIR,
     Completed,
@@ -49,20 +50,6 @@ _RUN = "/run/ringfence"
 _INIT = f"{_RUN}/init.py"
 OWNER_FILE = "owner"
 log = logging.getLogger("ringfence.sandbox")
-
-
-def _me() -> str:
-    with open(f"/proc/{os.getpid()}/stat", "rb") as handle:
-        return f"{os.getpid()} {handle.read().rsplit(b')', 1)[1].split()[19].decode()}"
-
-
-def _alive(owner: str) -> bool:
-    pid = owner.split(" ", 1)[0]
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            return f"{pid} {handle.read().rsplit(b')', 1)[1].split()[19].decode()}" == owner
-    except (OSError, IndexError):
-        return False
 
 
 class GVisorSandbox:
@@ -309,7 +296,7 @@ class GVisorBackend:
         mounted = False
         try:
             directory.mkdir(mode=0o711)
-            (directory / OWNER_FILE).write_text(_me())
+            (directory / OWNER_FILE).write_text(me())
             (directory / "workspace").mkdir(mode=0o700)
             (directory / "state").mkdir(mode=0o700)
             if spec.proxies is None:  # the init writes its ready mark here: the shell as uid 1000, the relay as root
@@ -369,7 +356,7 @@ class GVisorBackend:
     async def reconcile(self, keep: set[str]) -> list[str]:
         """Delete the containers and directories this process does not know (`keep`) whose maker is dead or is us."""
         removed = []
-        me = _me()
+        mine = me()
         code, out = await self.runsc("list", "--format", "json")
         listed = (
             {row.get("id") for row in json.loads(out) or []} if code == 0 and out.strip().startswith("[") else set()
@@ -380,7 +367,7 @@ class GVisorBackend:
                 continue
             with contextlib.suppress(OSError):
                 made_by = (entry / OWNER_FILE).read_text()
-                if made_by != me and _alive(made_by):
+                if made_by != mine and alive(made_by):
                     continue
             await self.remove(entry.name)
             for point in diskimage.mounted_under(entry):
@@ -408,18 +395,8 @@ def _kill_bundle(bundle: bytes, within: float = 5.0) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, 9)
     deadline = time.monotonic() + within
-    while found and time.monotonic() < deadline:
-        found = [pid for pid in found if os.path.exists(f"/proc/{pid}") and _state(pid) != "Z"]
-        if found:
-            time.sleep(0.002)
-
-
-def _state(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            return handle.read().rsplit(b")", 1)[1].split()[0].decode()
-    except (OSError, IndexError):
-        return "gone"
+    while (found := live(found)) and time.monotonic() < deadline:
+        time.sleep(0.002)
 
 
 def self_process(args: list[str], uid: int = INSIDE_UID) -> dict[str, Any]:

@@ -15,6 +15,28 @@ from collections.abc import Callable, Iterable
 from ringfence.sandbox.spec import SandboxError
 
 
+def process_identity(pid: int) -> str | None:
+    """`pid` with its start time (a pid alone may have been reused since)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return f"{pid} {handle.read().rsplit(b')', 1)[1].split()[19].decode()}"
+    except (OSError, IndexError):
+        return None
+
+
+def me() -> str:
+    """This process's identity: what a backend writes beside the sandboxes it makes (their owner)."""
+    identity = process_identity(os.getpid())
+    assert identity is not None
+    return identity
+
+
+def alive(owner: str) -> bool:
+    """Whether the process an owner mark names still runs (the same pid, started at the same time)."""
+    pid = owner.split(" ", 1)[0]
+    return pid.isdigit() and process_identity(int(pid)) == owner
+
+
 def live(pids: Iterable[int]) -> list[int]:
     alive = []
     for pid in pids:

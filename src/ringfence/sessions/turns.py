@@ -19,9 +19,9 @@ from ringfence.agents.events import AgentEvent, as_dict, transcript
 from ringfence.agents.presets import AGENT_HOME, Agent
 from ringfence.sandbox.base import Sandbox
 from ringfence.sandbox.spec import Exit, Output
+from ringfence.sessions.capture import REPO
 from ringfence.store.content import MAX_CONTENT_BYTES
 
-REPO = "repo"
 MAX_KEPT = 4 * 2**20  # what one turn keeps of its output, and of its events (the stream itself is not cut)
 _HOME = AGENT_HOME.removeprefix("/workspace/")
 _ARCHIVE = ".ringfence-agent-state.tgz"

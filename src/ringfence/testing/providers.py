@@ -331,7 +331,6 @@ class StandInProvider:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self._handler = Handler
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         port = self.server.server_address[1]
