@@ -116,3 +116,21 @@ def test_install_refuses_bad_input_and_changes_nothing(tmp_path: Path) -> None:
     assert AgentInstalls(tmp_path / "data").installed() == []
     assert set(Path(tempfile.gettempdir()).glob("ringfence-agent-codex-*")) == before  # staging removed
     shutil.rmtree(Path(npm).parent)
+
+
+def test_handing_an_install_to_root_never_follows_a_symlink_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """npm (and a package's install script) ran as nobody in the staging directory, and a process it left behind
+    may swap an entry for a symlink to a host file between the walk's listing and the ownership change: nothing
+    outside the staging directory may change (a host file losing its write bits, /tmp's sticky 1777 among them)."""
+    from ringfence.agents import install
+
+    staging, outside = tmp_path / "staging", tmp_path / "host-file"
+    staging.mkdir()
+    outside.write_text("host")
+    outside.chmod(0o666)
+    (staging / "swapped").symlink_to(outside)
+    monkeypatch.setattr(install.os.path, "islink", lambda _path: False)  # the entry was a file when it was checked
+    install._give_to_root(staging)
+    assert stat.S_IMODE(outside.stat().st_mode) == 0o666

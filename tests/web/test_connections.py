@@ -87,7 +87,7 @@ def test_a_hostile_agents_words_stay_text_in_the_conversation(store: Store) -> N
     user = accounts.create_user(store, "ana", T0, actor="t", plan="pro")
     _, token = accounts.create_api_key(store, user.id, "t", T0, actor="t")
     row = content.start_session(store, user.id, T0, repository_id=None)
-    attack = '<img src=x onerror="fetch(\'/ui/connections\')"><script>alert(1)</script>'
+    attack = "<img src=x onerror=\"fetch('/ui/connections')\"><script>alert(1)</script>"
     events = [
         {"kind": "text", "text": attack},
         {"kind": "tool_call", "id": "t", "name": attack, "input": attack, "status": "running", "result": ""},

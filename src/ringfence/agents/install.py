@@ -56,12 +56,22 @@ NOBODY = 65534
 
 
 def _give_to_root(directory: Path) -> None:
-    """Everything npm wrote as nobody becomes root's, writable by nobody else."""
+    """Everything npm wrote as nobody becomes root's, writable by nobody else. Each entry is changed through a
+    descriptor opened without following symlinks: a process the install left behind may swap an entry for a
+    symlink to a host file after the walk listed it, and a path-based chmod would then change that host file."""
     for folder, dirs, files in os.walk(directory):
         for entry in (folder, *(os.path.join(folder, n) for n in (*dirs, *files))):
-            os.lchown(entry, 0, 0)
-            if not os.path.islink(entry):
-                os.chmod(entry, os.stat(entry).st_mode & ~0o022)
+            try:
+                fd = os.open(entry, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+            except OSError:  # a symlink (ELOOP) or gone: its own ownership only, never its target's
+                with contextlib.suppress(OSError):
+                    os.lchown(entry, 0, 0)
+                continue
+            try:
+                os.fchown(fd, 0, 0)
+                os.fchmod(fd, os.fstat(fd).st_mode & ~0o022)
+            finally:
+                os.close(fd)
 
 
 # Runs `bin/<command> --version` of an install directory where the agent will run; returns what it printed, or
