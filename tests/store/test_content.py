@@ -143,3 +143,27 @@ def test_oversized_items_are_refused_and_nothing_is_written(store: Store, where:
         else:
             content.add_feedback(store, session.id, huge, LATER, actor=user.id)
     assert content.count_content(store, session.id) == 0
+
+
+def test_the_agents_state_is_session_content_sealed_replaced_and_gone_with_the_session(
+    store: Store, data_dir: Path
+) -> None:
+    """The agent's state (its conversation) is sealed like content, one current copy a session, never listed with
+    the readable content, and unreadable the moment the session is deleted."""
+    user = consumer(store, training=True)
+    session = content.start_session(store, user.id, T0, repository_id=None)
+    content.put_agent_state(store, session.id, b"STATE-ONE conversation", LATER, turn=1)
+    content.put_agent_state(store, session.id, b"STATE-TWO conversation", LATER, turn=2)
+    assert content.read_agent_state(store, session.id) == b"STATE-TWO conversation"
+    assert content.read_content(store, session.id) == []  # binary state is not readable content
+    with store.read() as db:
+        kinds = db.scalars(select(ContentItem.kind).where(ContentItem.session_id == session.id)).all()
+    assert kinds == [content.AGENT_STATE]  # replaced, not piled up
+    assert files_containing(data_dir, b"STATE-") == []
+    with pytest.raises(Invalid, match="at most"):
+        content.put_agent_state(store, session.id, b"x" * (content.MAX_CONTENT_BYTES + 1), LATER, turn=3)
+    content.delete_session(store, session.id, LATER, actor=user.id)
+    with pytest.raises(NotFound):
+        content.read_agent_state(store, session.id)
+    with store.read() as db:
+        assert db.scalars(select(ContentItem).where(ContentItem.session_id == session.id)).all() == []
