@@ -71,7 +71,7 @@ def run(rounds: int = 15) -> list[Figure]:
 
 
 def _backend(name: str, base: Path):  # type: ignore[no-untyped-def]
-    return open_backend(name, base / f"sandboxes-{name}", gvisor_pids_unenforced=True)
+    return open_backend(name, base / f"sandboxes-{name}")
 
 
 async def _lifecycle(base: Path, rounds: int) -> list[Figure]:

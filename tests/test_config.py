@@ -73,7 +73,6 @@ SAMPLES: dict[str, tuple[str, object]] = {
     "sandbox_dir": ("{tmp}/s", "{tmp}/s"),
     "sandbox_rootfs": ("/", "/"),
     "sandbox_backend": ("gvisor", "gvisor"),
-    "sandbox_gvisor_pids_unenforced": ("true", True),
     "sandbox_memory": ("512M", "512M"),
     "sandbox_pids": ("99", 99),
     "sandbox_workspace_size": ("1G", "1G"),

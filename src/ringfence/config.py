@@ -57,9 +57,6 @@ class Settings(BaseModel):
     sandbox_backend: Literal["bubblewrap", "gvisor"] = Field(
         "bubblewrap", description="bubblewrap (namespaces on the host's kernel) or gvisor (runsc: its own kernel)"
     )
-    sandbox_gvisor_pids_unenforced: bool = Field(
-        False, description="run gVisor sandboxes though runsc cannot enforce sandbox_pids (say so explicitly)"
-    )
     sandbox_memory: str = Field("2G", description="memory limit per sandbox (e.g. 512M, 2G)")
     sandbox_pids: int = Field(1024, ge=4, description="most processes and threads per sandbox")
     sandbox_workspace_size: str = Field("10G", description="workspace size per sandbox (a sparse disk image); 0: none")
@@ -123,10 +120,7 @@ class Settings(BaseModel):
         """The configured sandbox backend (ringfence.sandbox.backends), under `root` or `sandbox_dir`."""
         from ringfence.sandbox.backends import open_backend
 
-        return open_backend(
-            self.sandbox_backend, root or self.sandbox_dir, rootfs=self.sandbox_rootfs,
-            gvisor_pids_unenforced=self.sandbox_gvisor_pids_unenforced,
-        )  # fmt: skip
+        return open_backend(self.sandbox_backend, root or self.sandbox_dir, rootfs=self.sandbox_rootfs)
 
     def sandbox_limits(self) -> Limits:
         """The per-sandbox limits these settings give (checked: a bad limit is a SandboxError naming it)."""

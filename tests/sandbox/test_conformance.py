@@ -1,12 +1,11 @@
 """The conformance suite (ringfence.testing.conformance) on every backend: bubblewrap and gVisor pass it
-unchanged. gVisor is given no process limit (runsc 20221219 cannot enforce one, and says so: see test_gvisor.py)."""
+unchanged, with the same limits."""
 
 from __future__ import annotations
 
 import asyncio
 import tempfile
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -24,8 +23,7 @@ def harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
     base.chmod(0o711)
     name = request.param
     root = base / "sandboxes"
-    limits = replace(LIMITS, pids=None) if name == "gvisor" else LIMITS
-    yield Harness(lambda: open_backend(name, root, gvisor_pids_unenforced=True), limits, base, root)
+    yield Harness(lambda: open_backend(name, root), LIMITS, base, root)
 
 
 @pytest.mark.parametrize("check", sorted(CHECKS))

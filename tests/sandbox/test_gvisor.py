@@ -1,5 +1,6 @@
-"""What is particular to the gVisor backend: its refusals (no runsc, a process limit it cannot enforce, root needed)
-name the reason and never fall back to another backend; a sandbox runs on gVisor's own kernel; a server killed
+"""What is particular to the gVisor backend: its refusals (no runsc, an unknown backend) name the reason and never
+fall back to another backend; the process limit is kept by gVisor's own cgroups, which the agent can neither leave
+nor change, and the init that set them keeps no capability; a sandbox runs on gVisor's own kernel; a server killed
 mid-sandbox leaves a container that the next start's reconcile removes, with every runsc process of it."""
 
 from __future__ import annotations
@@ -46,10 +47,34 @@ def test_refusals_name_the_reason(root: Path) -> None:
         GVisorBackend(root, runsc="/nonexistent/runsc")
     with pytest.raises(SandboxError, match="'firecracker' is not one of: bubblewrap, gvisor"):
         open_backend("firecracker", root)
-    backend = GVisorBackend(root)
-    with pytest.raises(SandboxError, match="cannot enforce a process limit"):
-        asyncio.run(backend.create(SandboxSpec(limits=Limits(pids=64, workspace_bytes=None))))
-    assert not list(root.glob("sbx_*"))  # refused before anything was made
+
+
+def test_the_agent_cannot_lift_the_process_limit_and_the_init_keeps_no_capability(root: Path) -> None:
+    groups = "/run/ringfence/cg"
+    attempts = {
+        "raise": f"echo 100000 > {groups}/pids/box/pids.max",
+        "leave": f"echo $$ > {groups}/pids/cgroup.procs",
+        "new group": f"mkdir {groups}/pids/mine",
+        "remount": "mount -t cgroup -o pids again /tmp",
+        "nested raise": f"unshare --user --map-root-user sh -c 'echo 100000 > {groups}/pids/box/pids.max'",
+        "nested leave": f"unshare --user --map-root-user sh -c 'echo $$ > {groups}/pids/cgroup.procs'",
+    }
+
+    async def go() -> tuple[dict[str, int], bytes, bytes]:
+        box = await GVisorBackend(root).create(SandboxSpec(limits=Limits(pids=32, workspace_bytes=None)))
+        try:
+            codes = {name: (await box.run(["sh", "-c", attempt])).exit.code for name, attempt in attempts.items()}
+            init = (await box.run(["sh", "-c", "grep -E '^(Uid|Cap)' /proc/1/status"])).stdout
+            limit = (await box.run(["cat", f"{groups}/pids/box/pids.max", "/proc/self/cgroup"])).stdout
+            return codes, init, limit
+        finally:
+            await box.destroy()
+
+    codes, init, limit = asyncio.run(go())
+    assert all(code != 0 for code in codes.values()), codes
+    for cap in ("CapInh", "CapPrm", "CapEff", "CapBnd"):  # the guest's root, with nothing left of its setup's
+        assert f"{cap}:\t0000000000000000".encode() in init, init
+    assert limit.split()[0] == b"32" and b"pids:/box" in limit
 
 
 def test_a_sandbox_runs_on_gvisors_own_kernel(root: Path) -> None:

@@ -37,7 +37,7 @@ async def live_file(manager: SessionManager, session_id: str, path: str) -> byte
 def gvisor() -> Iterator[GVisorBackend]:
     base = Path(tempfile.mkdtemp(prefix="rf-gvisor-"))
     base.chmod(0o711)
-    yield GVisorBackend(base / "sandboxes", pids_unenforced=True)
+    yield GVisorBackend(base / "sandboxes")
 
 
 def test_a_session_on_gvisor(store: Store, gvisor: GVisorBackend, host: GitHost, tmp_path: Path) -> None:  # noqa: F811

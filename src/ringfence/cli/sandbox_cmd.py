@@ -66,13 +66,7 @@ def exec_command(
         name = backend_name or config.sandbox_backend
         if workspace is not None and name != "bubblewrap":
             raise SandboxError("--workspace (an operator's directory) is a bubblewrap option")
-        backend = open_backend(
-            name, sandbox_dir or config.sandbox_dir, rootfs=config.sandbox_rootfs,
-            gvisor_pids_unenforced=config.sandbox_gvisor_pids_unenforced,
-        )  # fmt: skip
-        if name == "gvisor" and pids is None and not config.sandbox_gvisor_pids_unenforced:
-            spec = replace(spec, limits=replace(limits, pids=None))  # say nothing of a limit it cannot enforce...
-            err.print("[yellow]gVisor: no process limit (runsc cannot enforce one; --pids N is refused)[/]")
+        backend = open_backend(name, sandbox_dir or config.sandbox_dir, rootfs=config.sandbox_rootfs)
         code = asyncio.run(_run(backend, spec, command, workspace))
     except SandboxError as exc:
         err.print(f"[bold red]error:[/] {exc}")

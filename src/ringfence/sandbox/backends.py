@@ -15,9 +15,7 @@ from ringfence.sandbox.spec import SandboxError
 BACKENDS = ("bubblewrap", "gvisor")
 
 
-def open_backend(
-    name: str, root: Path, *, rootfs: Path = Path("/"), gvisor_pids_unenforced: bool = False
-) -> SandboxBackend:
+def open_backend(name: str, root: Path, *, rootfs: Path = Path("/")) -> SandboxBackend:
     if name == "bubblewrap":
         from ringfence.sandbox.bubblewrap import BubblewrapBackend
 
@@ -25,5 +23,5 @@ def open_backend(
     if name == "gvisor":
         from ringfence.sandbox.gvisor import GVisorBackend
 
-        return GVisorBackend(root, rootfs=rootfs, pids_unenforced=gvisor_pids_unenforced)
+        return GVisorBackend(root, rootfs=rootfs)
     raise SandboxError(f"sandbox backend {name!r} is not one of: {', '.join(BACKENDS)}")

@@ -24,14 +24,14 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from ringfence.net.relay import Relay
-from ringfence.sandbox.spec import SandboxError
+from ringfence.sandbox.spec import BRIDGE_CONNECTIONS, SandboxError
 
 log = logging.getLogger("ringfence.sandbox.bridge")
 
 _CLONE_NEWNET = 0x40000000
 _IP_FREEBIND = 15  # the listener may bind 127.0.0.1 before bwrap has brought the sandbox's loopback up
 _UNIX_SNDBUF = 4 << 20  # a cap, not an allocation: buffers are taken only while bytes are in flight
-MAX_CONNECTIONS = 256  # per listener: a flood of connects costs the host file descriptors, so it is bounded
+MAX_CONNECTIONS = BRIDGE_CONNECTIONS  # per listener: a flood of connects costs the host file descriptors
 _libc = ctypes.CDLL(None, use_errno=True)
 
 

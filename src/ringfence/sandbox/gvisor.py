@@ -10,9 +10,12 @@ destroy, and reconcile.
 How the guarantees hold here:
 - memory, CPU and host threads: runsc's own cgroups (OCI `linux.resources`); gVisor has no OOM killer of its own in
   Debian's release (20221219), so a sandbox over its memory limit is ended whole, and its next command says so;
-- processes: gVisor does not enforce RLIMIT_NPROC, and a pids cgroup counts the Sentry's threads, not the guest's
-  processes: a process limit cannot be enforced, so a spec asking for one is refused unless the backend was made
-  with `pids_unenforced=True` (an operator's explicit choice; never a silent fallback);
+- processes: gVisor ignores RLIMIT_NPROC, and a host pids cgroup would count the Sentry's threads, so the limit is
+  kept by gVisor's own cgroups, inside: the init mounts its pids hierarchy and makes the sandbox's group with the
+  limit, as the guest's root, then drops every capability for good; every command joins that group before it runs
+  (ringfence.sandbox.gvisor_launch), and cannot leave it or raise the limit;
+- a command's processes: the launcher tracks them in a group of their own and kills what is left when the command
+  ends (gVisor keeps no pid namespace per command); the init reaps them (it ignores SIGCHLD);
 - network: `--network=none` gives the guest loopback only; in proxy mode the init (ringfence.sandbox.gvisor_init)
   relays 127.0.0.1:3128 and :8080 to the session's sockets;
 - server death: containers are detached; `reconcile` at the next start deletes what a dead server left.
@@ -35,6 +38,7 @@ from ringfence.sandbox import diskimage, running, workspace
 from ringfence.sandbox.mounts import BASE_ENV, INSIDE_UID, INSIDE_WORKSPACE, SYSTEM_DIRS, SYSTEM_FILES, USR_LINKS
 from ringfence.sandbox.procs import alive, live, me
 from ringfence.sandbox.spec import (
+    BRIDGE_CONNECTIONS,
     TOOLS_DIR,
     Completed,
     Exit,
@@ -46,8 +50,30 @@ from ringfence.sandbox.spec import (
 from ringfence.store.ids import new_id
 
 _CHUNK = 64 * 1024
+_LAUNCHER_GRACE = 3.0  # seconds a launcher has to sweep its command's leftovers once the command was killed
 _RUN = "/run/ringfence"
 _INIT = f"{_RUN}/init.py"
+_LAUNCH = f"{_RUN}/launch.py"
+_CGROUPS = f"{_RUN}/cg"
+# The init's first moments, as the guest's root with the capabilities it needs for them ($1: the process limit or
+# "max"; $2: "ready" when the init is not the relay, which says so itself once it listens; then the init's argv):
+# gVisor's pids hierarchy and the sandbox's group in it (only its cgroup.procs is the agent's, to join it), the
+# tracking hierarchy the launcher makes a group per command in, then every capability dropped for good (bounding set
+# included, under no_new_privs) and SIGCHLD ignored, so what a command leaves to the init is reaped.
+_SETUP = f"""set -e
+mount -t cgroup -o pids rf-pids {_CGROUPS}/pids
+mkdir {_CGROUPS}/pids/box
+[ "$1" = max ] || echo "$1" > {_CGROUPS}/pids/box/pids.max
+chown {INSIDE_UID}:{INSIDE_UID} {_CGROUPS}/pids/box/cgroup.procs
+mount -t cgroup -o cpuacct rf-jobs {_CGROUPS}/jobs
+chmod 0777 {_CGROUPS}/jobs
+chmod 0666 {_CGROUPS}/jobs/cgroup.procs
+[ "$2" != ready ] || echo ready > {_RUN}/state/ready
+shift 2
+exec setpriv --bounding-set=-all --inh-caps=-all -- env --ignore-signal=CHLD "$@"
+"""
+_CGROUP_POINTS = (f"{_CGROUPS}/pids", f"{_CGROUPS}/jobs")
+_SETUP_CAPS = ["CAP_SYS_ADMIN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_CHOWN", "CAP_SETPCAP"]
 OWNER_FILE = "owner"
 log = logging.getLogger("ringfence.sandbox")
 
@@ -74,7 +100,7 @@ class GVisorSandbox:
         env = {**BASE_ENV, "PATH": self._spec.path, **self._spec.full_env}
         return {
             "user": {"uid": INSIDE_UID, "gid": INSIDE_UID},
-            "args": list(argv),
+            "args": ["/usr/bin/python3", "-I", "-S", _LAUNCH, _CGROUPS, *argv],
             "env": [f"{k}={v}" for k, v in env.items()],
             "cwd": f"{INSIDE_WORKSPACE}/{cwd}" if cwd else INSIDE_WORKSPACE,
             "noNewPrivileges": True,
@@ -120,11 +146,17 @@ class GVisorSandbox:
                     leftover.unlink()
 
     async def _end_command(self, proc: asyncio.subprocess.Process, pid_file: Path) -> None:
-        """Kill the command inside (its guest pid and every descendant), then its `runsc exec` on the host."""
+        """Kill the command inside (every process below its launcher, by guest pid); the launcher then kills what
+        the command left elsewhere in its group and exits. Its `runsc exec` on the host goes last, and at once if
+        the launcher does not end within a few seconds (killed by the agent, say)."""
         with contextlib.suppress(OSError, ValueError):
-            guest = int(pid_file.read_text().strip())
-            for pid in await self._descendants(guest):
+            launcher = int(pid_file.read_text().strip())
+            for pid in (await self._descendants(launcher))[:-1]:
                 await self._backend.runsc("kill", "--pid", str(pid), self._id, "KILL")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(proc.wait()), _LAUNCHER_GRACE)
+            if proc.returncode is None:
+                await self._backend.runsc("kill", "--pid", str(launcher), self._id, "KILL")
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
 
@@ -188,7 +220,6 @@ class GVisorBackend:
         rootfs: Path = Path("/"),
         runsc: str | None = None,
         platform: str | None = None,
-        pids_unenforced: bool = False,
     ) -> None:
         found = shutil.which(runsc or "runsc")
         if found is None:
@@ -196,13 +227,13 @@ class GVisorBackend:
         if os.geteuid() != 0:
             raise SandboxError("the gVisor backend runs runsc as root (its rootless mode has no network or cgroups)")
         self.runsc_path, self.root, self.rootfs, self.platform = found, root, rootfs, platform
-        self.pids_unenforced = pids_unenforced
         self.root.mkdir(parents=True, exist_ok=True)
         self.root.chmod(0o711)
         self.state = self.root / ".runsc"
         self.state.mkdir(mode=0o700, exist_ok=True)
         self.workspace_limit_problem = diskimage.available()
         self._init_source = Path(__file__).with_name("gvisor_init.py")
+        self._launch_source = Path(__file__).with_name("gvisor_launch.py")
 
     def runsc_argv(self, *args: str) -> list[str]:
         flags = [f"--root={self.state}", "--network=none", "--host-uds=open"]
@@ -224,7 +255,8 @@ class GVisorBackend:
     def _bundle(self, directory: Path, spec: SandboxSpec) -> dict[str, Any]:
         """The OCI config: a read-only root of empty mount points and /usr links, and every mount named."""
         rootfs = directory / "bundle" / "rootfs"
-        for point in (*SYSTEM_DIRS, INSIDE_WORKSPACE, "/tmp", "/proc", "/dev", _RUN, f"{_RUN}/state"):
+        points = (*SYSTEM_DIRS, INSIDE_WORKSPACE, "/tmp", "/proc", "/dev", f"{_RUN}/state", *_CGROUP_POINTS)
+        for point in points:
             (rootfs / point.lstrip("/")).mkdir(parents=True, exist_ok=True)
         for file in SYSTEM_FILES:
             if (self.rootfs / file.lstrip("/")).exists():
@@ -246,9 +278,9 @@ class GVisorBackend:
                        "options": ["rbind", "rw"]})  # fmt: skip
         mounts.append({"destination": f"{_RUN}/state", "type": "bind", "source": str(directory / "state"),
                        "options": ["rbind", "rw"]})  # fmt: skip
-        (rootfs / _INIT.lstrip("/")).touch()
-        mounts.append({"destination": _INIT, "type": "bind", "source": str(self._init_source),
-                       "options": ["rbind", "ro"]})  # fmt: skip
+        for inside, source in ((_INIT, self._init_source), (_LAUNCH, self._launch_source)):
+            (rootfs / inside.lstrip("/")).touch()
+            mounts.append({"destination": inside, "type": "bind", "source": str(source), "options": ["rbind", "ro"]})
         for name, source in sorted(spec.tools.items()):
             (rootfs / TOOLS_DIR.lstrip("/") / name).mkdir(parents=True, exist_ok=True)
             mounts.append({"destination": f"{TOOLS_DIR}/{name}", "type": "bind", "source": str(source),
@@ -268,12 +300,13 @@ class GVisorBackend:
             # as the guest's root, without a capability: gVisor checks a bound socket's permissions for the guest
             # uid, and the host's socket is root's (0600). So the relay reaches it, the agent's uid does not (it
             # must go through 127.0.0.1), and nothing of the host's socket is changed.
-            init = self_process(["/usr/bin/python3", "-I", _INIT, f"{_RUN}/state", *routes], uid=0)
-        else:  # nothing to relay: a shell that says it is ready and sleeps
-            init = self_process(["/bin/sh", "-c", f"echo ready > {_RUN}/state/ready && exec sleep infinity"])
+            init, ready = ["/usr/bin/python3", "-I", _INIT, f"{_RUN}/state", str(BRIDGE_CONNECTIONS), *routes], "later"
+        else:  # nothing to relay: it only keeps the sandbox alive (and reaps)
+            init, ready = ["sleep", "infinity"], "ready"
+        setup = ["/bin/sh", "-c", _SETUP, "setup", str(limits.pids or "max"), ready, *init]
         return {
             "ociVersion": "1.0.2",
-            "process": init,
+            "process": self_process(setup, uid=0, capabilities=_SETUP_CAPS),
             "root": {"path": "rootfs", "readonly": True},
             "hostname": f"rf-{directory.name[-8:]}",
             "mounts": mounts,
@@ -285,12 +318,6 @@ class GVisorBackend:
         }
 
     async def create(self, spec: SandboxSpec) -> GVisorSandbox:
-        if spec.limits.pids is not None and not self.pids_unenforced:
-            raise SandboxError(
-                "the gVisor backend cannot enforce a process limit on this host (runsc 20221219 ignores "
-                "RLIMIT_NPROC, and a pids cgroup counts its kernel's threads, not the sandbox's processes): give "
-                "no pids limit, or let the operator accept that (sandbox_gvisor_pids_unenforced)"
-            )
         sandbox_id = new_id("sbx")
         directory = self.root / sandbox_id
         mounted = False
@@ -299,8 +326,6 @@ class GVisorBackend:
             (directory / OWNER_FILE).write_text(me())
             (directory / "workspace").mkdir(mode=0o700)
             (directory / "state").mkdir(mode=0o700)
-            if spec.proxies is None:  # the init writes its ready mark here: the shell as uid 1000, the relay as root
-                os.chown(directory / "state", INSIDE_UID, INSIDE_UID)
             size = spec.limits.workspace_bytes
             if size is not None and self.workspace_limit_problem is None:
                 await asyncio.to_thread(diskimage.create, directory, size, directory / "workspace", INSIDE_UID)
@@ -399,13 +424,16 @@ def _kill_bundle(bundle: bytes, within: float = 5.0) -> None:
         time.sleep(0.002)
 
 
-def self_process(args: list[str], uid: int = INSIDE_UID) -> dict[str, Any]:
-    """The init's process: uid 1000 unless told, the base environment only, no capability at all."""
+def self_process(args: list[str], uid: int = INSIDE_UID, capabilities: Sequence[str] = ()) -> dict[str, Any]:
+    """The init's process: uid 1000 unless told, the base environment only, no capability unless told."""
     return {
         "user": {"uid": uid, "gid": uid},
         "args": args,
         "env": [f"{k}={v}" for k, v in BASE_ENV.items()],
         "cwd": "/",
         "noNewPrivileges": True,
-        "capabilities": {k: [] for k in ("bounding", "effective", "inheritable", "permitted", "ambient")},
+        "capabilities": {
+            k: list(capabilities) if k in ("bounding", "effective", "permitted") else []
+            for k in ("bounding", "effective", "inheritable", "permitted", "ambient")
+        },
     }

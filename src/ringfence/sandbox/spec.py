@@ -19,6 +19,7 @@ NetworkMode = Literal["none", "proxy"]
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 EGRESS_PORT = 3128
 GATEWAY_PORT = 8080
+BRIDGE_CONNECTIONS = 256  # per bridged port and sandbox: a flood of connects costs the host file descriptors
 EGRESS_URL = f"http://127.0.0.1:{EGRESS_PORT}"
 # What a sandbox in network mode 'proxy' is told, in both spellings tools read. The gateway is reached directly.
 PROXY_ENV = {

@@ -1,0 +1,76 @@
+"""The launcher of every command in a gVisor sandbox, run INSIDE it (stdlib only): `python3 -I -S gvisor_launch.py
+CGROUPS ARGV...`.
+
+`runsc exec` starts a process in the sandbox's root cgroups, outside any limit, and a process that a command leaves
+behind (a daemon, `cmd &`) is re-parented to the sandbox's init: gVisor (20221219) honours neither RLIMIT_NPROC nor
+PR_SET_CHILD_SUBREAPER, and keeps no per-command pid namespace. So each command starts here:
+- it joins the sandbox's process-limited group (CGROUPS/pids/box, whose limit only the init, as root, could set)
+  before anything of the command runs, so every process of it counts against the limit;
+- it joins a group of its own in the tracking hierarchy (CGROUPS/jobs/c<pid>): a command's processes are the members
+  of that group, whoever their parent is;
+- it starts the command and waits for it; then it kills what is left in its group (the daemons, which would otherwise
+  outlive the command and hold its output open) and exits with the command's code (128+N for signal N).
+A command that kills this launcher (it runs as the agent's uid) only keeps its own leftovers alive, inside the process
+limit, until the sandbox is destroyed. Written by hand: no library starts a process inside a gVisor cgroup.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+
+SWEEPS = 100  # a fork bomb is bounded by the process limit; each sweep kills every member it saw
+
+
+def _put(path: str, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+def _members(group: str) -> list[int]:
+    # read whole, in one call: gVisor regenerates the file on every read, so a line-by-line reader can splice two
+    # different lists into a pid that belongs to another command
+    fd = os.open(f"{group}/cgroup.procs", os.O_RDONLY)
+    try:
+        return [int(pid) for pid in os.read(fd, 1 << 22).split()]
+    finally:
+        os.close(fd)
+
+
+def main(cgroups: str, argv: list[str]) -> int:
+    me = os.getpid()
+    job = f"{cgroups}/jobs/c{me}"
+    try:
+        _put(f"{cgroups}/pids/box/cgroup.procs", str(me))
+        os.mkdir(job)
+        _put(f"{job}/cgroup.procs", str(me))
+    except OSError as exc:
+        os.write(2, f"ringfence: the command could not join its sandbox's limits: {exc}\n".encode())
+        return 125
+    try:
+        child = os.posix_spawnp(argv[0], argv, os.environ)
+    except OSError as exc:
+        os.write(2, f"ringfence: {argv[0]}: {exc.strerror}\n".encode())
+        code = 127
+    else:
+        status = os.waitpid(child, 0)[1]
+        code = os.waitstatus_to_exitcode(status)
+    for _ in range(SWEEPS):
+        left = [pid for pid in _members(job) if pid != me]
+        if not left:
+            break
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, 9)
+    _put(f"{cgroups}/jobs/cgroup.procs", str(me))
+    with contextlib.suppress(OSError):  # a member the sweeps could not end: the group goes with the sandbox
+        os.rmdir(job)
+    return code if code >= 0 else 128 - code
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1], sys.argv[2:]))
