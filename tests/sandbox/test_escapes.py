@@ -1,4 +1,6 @@
-"""S-BOX B1, B2, B4 and B5 as real attempts from inside real sandboxes (tests/sandbox/probe.py reports)."""
+"""S-BOX B1, B2, B4 and B5 as real attempts from inside real bubblewrap sandboxes (tests/sandbox/probe.py reports):
+what is particular to bubblewrap (its seccomp filter, host uids, host-side cgroups, the exact view of /). What every
+backend guarantees is the conformance suite's (ringfence.testing.conformance, tests/sandbox/test_conformance.py)."""
 
 from __future__ import annotations
 
@@ -258,33 +260,6 @@ def test_a_command_over_its_timeout_is_killed(backend: BubblewrapBackend) -> Non
     assert done.exit.timed_out and done.stdout == b"before\n"
 
 
-def test_output_streams_before_the_command_ends(backend: BubblewrapBackend) -> None:
-    async def go() -> list[Any]:
-        sandbox = await backend.create(SandboxSpec())
-        events = []
-        try:
-            async for event in sandbox.exec(["sh", "-c", "echo one; sleep 0.3; echo two >&2; exit 4"]):
-                events.append((time.monotonic(), event))
-        finally:
-            await sandbox.destroy()
-        return events
-
-    events = run(go())
-    first, last = events[0], events[-1]
-    assert first[1].data == b"one\n" and last[1].code == 4
-    assert last[0] - first[0] >= 0.25  # the first chunk came out while the command still ran
-
-
-def test_a_destroyed_sandbox_refuses_work(backend: BubblewrapBackend) -> None:
-    async def go() -> None:
-        sandbox = await backend.create(SandboxSpec())
-        await sandbox.destroy()
-        with pytest.raises(SandboxError, match="was destroyed"):
-            await sandbox.run(["true"])
-
-    run(go())
-
-
 # x86_64 system call numbers, so the probe asks the kernel directly (no library may paper over a refusal).
 SYSCALLS = {
     "mount": (165, 0, 0, 0, 0, 0),
@@ -322,41 +297,6 @@ def test_b5_seccomp_refuses_the_dangerous_calls(backend: BubblewrapBackend) -> N
         assert answer == "refused: errno 1", (name, answer)  # EPERM from the filter, for every one
     assert unix.startswith("refused: PermissionError")
     assert ordinary["out"] == "FINE\n"
-
-
-def _commands_in(sandbox_id: str) -> list[str]:
-    """The command lines of every live process in a sandbox's pids group."""
-    pids = Path(f"/sys/fs/cgroup/pids/ringfence/{sandbox_id}/cgroup.procs").read_text().split()
-    lines = []
-    for pid in pids:
-        try:
-            lines.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip())
-        except OSError:
-            continue  # exited meanwhile
-    return lines
-
-
-def test_a_timed_out_command_ends_alone_not_its_neighbours(backend: BubblewrapBackend) -> None:
-    async def go() -> tuple[list[str], list[str], Any, bool]:
-        sandbox = await backend.create(SandboxSpec())
-        try:
-            neighbour = sandbox.exec(["sh", "-c", "setsid sleep 1001 & echo ready; sleep 1002"], timeout=None)
-            assert (await anext(neighbour)).data == b"ready\n"
-            before = _commands_in(sandbox.id)
-            late = await sandbox.run(["sh", "-c", "setsid sleep 2001 & sleep 2002"], timeout=0.5)
-            after = _commands_in(sandbox.id)
-            neighbour_alive = any(p.returncode is None for p in sandbox._procs)
-            await neighbour.aclose()
-            return before, after, late, neighbour_alive
-        finally:
-            await sandbox.destroy()
-
-    before, after, late, neighbour_alive = run(go())
-    assert late.exit.timed_out
-    assert neighbour_alive
-    assert any("sleep 1001" in c for c in before) and any("sleep 1002" in c for c in before)
-    assert any("sleep 1001" in c for c in after) and any("sleep 1002" in c for c in after)
-    assert not any("sleep 200" in c for c in after)  # the timed-out command and its detached daemon are gone
 
 
 def test_a_failed_create_leaves_nothing_behind(sandbox_root: Path, monkeypatch) -> None:

@@ -289,8 +289,9 @@ class GVisorBackend:
         if spec.proxies is not None:
             for port, path in spec.proxies.by_port().items():
                 inside = f"{_RUN}/{port}.sock"
-                (rootfs / inside.lstrip("/")).touch()
-                mounts.append({"destination": inside, "type": "bind", "source": str(path), "options": ["rbind"]})
+                if os.path.lexists(path):  # absent (its proxy is not there): the relay finds nothing and closes
+                    (rootfs / inside.lstrip("/")).touch()
+                    mounts.append({"destination": inside, "type": "bind", "source": str(path), "options": ["rbind"]})
                 routes.append(f"{port}={inside}")
         limits = spec.limits
         resources: dict[str, Any] = {"cpu": {"shares": max(2, limits.cpu_weight * 1024 // 100)}}
