@@ -55,24 +55,8 @@ _RUN = "/run/ringfence"
 _INIT = f"{_RUN}/init.py"
 _LAUNCH = f"{_RUN}/launch.py"
 _CGROUPS = f"{_RUN}/cg"
-# The init's first moments, as the guest's root with the capabilities it needs for them ($1: the process limit or
-# "max"; $2: "ready" when the init is not the relay, which says so itself once it listens; then the init's argv):
-# gVisor's pids hierarchy and the sandbox's group in it (only its cgroup.procs is the agent's, to join it), the
-# tracking hierarchy the launcher makes a group per command in, then every capability dropped for good (bounding set
-# included, under no_new_privs) and SIGCHLD ignored, so what a command leaves to the init is reaped.
-_SETUP = f"""set -e
-mount -t cgroup -o pids rf-pids {_CGROUPS}/pids
-mkdir {_CGROUPS}/pids/box
-[ "$1" = max ] || echo "$1" > {_CGROUPS}/pids/box/pids.max
-chown {INSIDE_UID}:{INSIDE_UID} {_CGROUPS}/pids/box/cgroup.procs
-mount -t cgroup -o cpuacct rf-jobs {_CGROUPS}/jobs
-chmod 0777 {_CGROUPS}/jobs
-chmod 0666 {_CGROUPS}/jobs/cgroup.procs
-[ "$2" != ready ] || echo ready > {_RUN}/state/ready
-shift 2
-exec setpriv --bounding-set=-all --inh-caps=-all -- env --ignore-signal=CHLD "$@"
-"""
 _CGROUP_POINTS = (f"{_CGROUPS}/pids", f"{_CGROUPS}/jobs")
+# what the init needs to set the limits up (ringfence.sandbox.gvisor_init), and drops before anything else runs
 _SETUP_CAPS = ["CAP_SYS_ADMIN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_CHOWN", "CAP_SETPCAP"]
 OWNER_FILE = "owner"
 log = logging.getLogger("ringfence.sandbox")
@@ -297,17 +281,16 @@ class GVisorBackend:
         resources: dict[str, Any] = {"cpu": {"shares": max(2, limits.cpu_weight * 1024 // 100)}}
         if limits.memory_bytes:
             resources["memory"] = {"limit": limits.memory_bytes, "swap": limits.memory_bytes}
-        if routes:  # the relay (a Python program inside: some 0.3 s of start under gVisor's ptrace platform)
-            # as the guest's root, without a capability: gVisor checks a bound socket's permissions for the guest
-            # uid, and the host's socket is root's (0600). So the relay reaches it, the agent's uid does not (it
-            # must go through 127.0.0.1), and nothing of the host's socket is changed.
-            init, ready = ["/usr/bin/python3", "-I", _INIT, f"{_RUN}/state", str(BRIDGE_CONNECTIONS), *routes], "later"
-        else:  # nothing to relay: it only keeps the sandbox alive (and reaps)
-            init, ready = ["sleep", "infinity"], "ready"
-        setup = ["/bin/sh", "-c", _SETUP, "setup", str(limits.pids or "max"), ready, *init]
+        # the init: the limits set up, every capability dropped, then the relay (or a wait, with no route); a
+        # Python program inside, some 0.3 s of start under gVisor's ptrace platform. It stays the guest's root,
+        # without a capability: gVisor checks a bound socket's permissions for the guest uid, and the host's socket
+        # is root's (0600). So the relay reaches it, the agent's uid does not (it must go through 127.0.0.1), and
+        # nothing of the host's socket is changed.
+        init = ["/usr/bin/python3", "-I", "-S", _INIT, f"{_RUN}/state", _CGROUPS, str(limits.pids or "max"),
+                str(BRIDGE_CONNECTIONS), *routes]  # fmt: skip
         return {
             "ociVersion": "1.0.2",
-            "process": self_process(setup, uid=0, capabilities=_SETUP_CAPS),
+            "process": self_process(init, uid=0, capabilities=_SETUP_CAPS),
             "root": {"path": "rootfs", "readonly": True},
             "hostname": f"rf-{directory.name[-8:]}",
             "mounts": mounts,
