@@ -16,7 +16,6 @@ limit, until the sandbox is destroyed. Written by hand: no library starts a proc
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 
@@ -64,11 +63,15 @@ def main(cgroups: str, argv: list[str]) -> int:
         if not left:
             break
         for pid in left:
-            with contextlib.suppress(ProcessLookupError):
+            try:  # noqa: SIM105 (contextlib's import is some 20 ms of every command's start under gVisor)
                 os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
     _put(f"{cgroups}/jobs/cgroup.procs", str(me))
-    with contextlib.suppress(OSError):  # a member the sweeps could not end: the group goes with the sandbox
+    try:  # noqa: SIM105 (as above)
         os.rmdir(job)
+    except OSError:
+        pass  # a member the sweeps could not end: the group goes with the sandbox
     return code if code >= 0 else 128 - code
 
 

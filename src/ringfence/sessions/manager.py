@@ -55,6 +55,18 @@ MODEL_ENV = {
 MAX_KEPT_OUTPUT = turns.MAX_KEPT  # what one turn keeps of the agent's output (the stream itself is not cut)
 
 
+# The base (the default branch's HEAD, printed), then the session's branch: on resume, from what was pushed of it,
+# if anything was. $1 is the branch (an argument, never spliced into the script), $2 "resume" or empty.
+_PREPARE_BRANCH = """set -e
+git -C repo rev-parse HEAD
+if [ "$2" = resume ] && git -C repo rev-parse -q --verify "origin/$1" > /dev/null; then
+    git -C repo checkout -q -b "$1" "origin/$1"
+else
+    git -C repo checkout -q -b "$1"
+fi
+"""
+
+
 class SessionError(Exception):
     """A session step failed; the message says which and why."""
 
@@ -322,15 +334,11 @@ class SessionManager:
             )
             if code != 0:
                 raise SessionError(f"cloning {repository} failed: {said[-500:]}")
-            base = await sandbox.run(["git", "-C", "repo", "rev-parse", "HEAD"])  # the default branch: the base
-            pushed = await sandbox.run(["git", "-C", "repo", "rev-parse", "-q", "--verify", f"origin/{branch}"])
-            if resume and pushed.code == 0:
-                checkout = await sandbox.run(["git", "-C", "repo", "checkout", "-q", "-b", branch, f"origin/{branch}"])
-            else:
-                checkout = await sandbox.run(["git", "-C", "repo", "checkout", "-q", "-b", branch])
-            if checkout.code != 0 or base.code != 0:
-                raise SessionError(f"preparing branch {branch} failed: {checkout.stderr.decode(errors='replace')}")
-            live.base_commit = base.stdout.decode().strip()
+            # one command, not four: each is a program start in the sandbox (some 150 ms under gVisor)
+            prepared = await sandbox.run(["sh", "-c", _PREPARE_BRANCH, "prepare", branch, "resume" if resume else ""])
+            if prepared.code != 0:
+                raise SessionError(f"preparing branch {branch} failed: {prepared.stderr.decode(errors='replace')}")
+            live.base_commit = prepared.stdout.decode().strip()
             with self.store.write() as db:  # which backend ran it (metadata, kept under ZDR too)
                 recorded = db.get(SessionRow, session_id)
                 if recorded is not None:
