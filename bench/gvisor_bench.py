@@ -98,8 +98,9 @@ async def _lifecycle(base: Path, rounds: int) -> list[Figure]:
         f"gVisor p50 {_ms(samples['gvisor']):.0f} ms (p99 {_ms(samples['gvisor'], 0.99):.0f}); runsc do p50 "
         f"{_ms(samples['runsc do']):.0f} ms (p99 {_ms(samples['runsc do'], 0.99):.0f}); bubblewrap p50 "
         f"{_ms(samples['bubblewrap']):.1f} ms (p99 {_ms(samples['bubblewrap'], 0.99):.1f}); {rounds} rounds "
-        "interleaved. Ours starts a detached container, waits for its init, runs `runsc exec`, and kills it: "
-        "runsc do is one process start",
+        "interleaved. Ours starts a detached container whose init (Python) sets the process limit up in gVisor's "
+        "cgroups and drops its capabilities, then runs `true` through `runsc exec` and the launcher that joins "
+        "it to that limit and ends its leftovers, and kills it: runsc do is one process start, with no limit",
     )]  # fmt: skip
 
 
@@ -173,7 +174,9 @@ async def _sessions(store, base: Path, rounds: int) -> list[Figure]:  # type: ig
         "a ready session (sandbox, proxies, clone through the gateway, branch) on gVisor vs bubblewrap (p50 added)",
         added, "ms", "<= 300 ms", added <= 300,
         f"gVisor p50 {_ms(ready['gvisor']):.0f} ms, bubblewrap p50 {_ms(ready['bubblewrap']):.0f} ms; {rounds} "
-        "rounds interleaved; the start runs about six commands, each a `runsc exec` of some 40 ms",
+        "rounds interleaved; the start is the sandbox (its init imports Python's socket and selectors to relay), "
+        "then two commands, the clone (system-call heavy: see git status below) and the branch, each a `runsc exec` "
+        "and the launcher",
     )]  # fmt: skip
 
 
