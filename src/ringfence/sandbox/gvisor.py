@@ -34,7 +34,7 @@ from collections.abc import AsyncGenerator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ringfence.sandbox import diskimage, running, workspace
+from ringfence.sandbox import diskimage, running, seccomp_filter, workspace
 from ringfence.sandbox.mounts import BASE_ENV, INSIDE_UID, INSIDE_WORKSPACE, SYSTEM_DIRS, SYSTEM_FILES, USR_LINKS
 from ringfence.sandbox.procs import alive, live, me
 from ringfence.sandbox.spec import (
@@ -54,6 +54,7 @@ _LAUNCHER_GRACE = 3.0  # seconds a launcher has to sweep its command's leftovers
 _RUN = "/run/ringfence"
 _INIT = f"{_RUN}/init.py"
 _LAUNCH = f"{_RUN}/launch.py"
+_FILTER = f"{_RUN}/seccomp.bpf"
 _CGROUPS = f"{_RUN}/cg"
 _CGROUP_POINTS = (f"{_CGROUPS}/pids", f"{_CGROUPS}/jobs")
 # what the init needs to set the limits up (ringfence.sandbox.gvisor_init), and drops before anything else runs
@@ -84,7 +85,7 @@ class GVisorSandbox:
         env = {**BASE_ENV, "PATH": self._spec.path, **self._spec.full_env}
         return {
             "user": {"uid": INSIDE_UID, "gid": INSIDE_UID},
-            "args": ["/usr/bin/python3", "-I", "-S", _LAUNCH, _CGROUPS, *argv],
+            "args": ["/usr/bin/python3", "-I", "-S", _LAUNCH, _CGROUPS, _FILTER, *argv],
             "env": [f"{k}={v}" for k, v in env.items()],
             "cwd": f"{INSIDE_WORKSPACE}/{cwd}" if cwd else INSIDE_WORKSPACE,
             "noNewPrivileges": True,
@@ -216,6 +217,7 @@ class GVisorBackend:
         self.state = self.root / ".runsc"
         self.state.mkdir(mode=0o700, exist_ok=True)
         self.workspace_limit_problem = diskimage.available()
+        seccomp_filter.program()  # fail closed now, not at the first command, if libseccomp is missing
         self._init_source = Path(__file__).with_name("gvisor_init.py")
         self._launch_source = Path(__file__).with_name("gvisor_launch.py")
 
@@ -262,7 +264,9 @@ class GVisorBackend:
                        "options": ["rbind", "rw"]})  # fmt: skip
         mounts.append({"destination": f"{_RUN}/state", "type": "bind", "source": str(directory / "state"),
                        "options": ["rbind", "rw"]})  # fmt: skip
-        for inside, source in ((_INIT, self._init_source), (_LAUNCH, self._launch_source)):
+        (directory / "seccomp.bpf").write_bytes(seccomp_filter.program())  # bubblewrap's filter: the launcher's
+        files = ((_INIT, self._init_source), (_LAUNCH, self._launch_source), (_FILTER, directory / "seccomp.bpf"))
+        for inside, source in files:
             (rootfs / inside.lstrip("/")).touch()
             mounts.append({"destination": inside, "type": "bind", "source": str(source), "options": ["rbind", "ro"]})
         for name, source in sorted(spec.tools.items()):
