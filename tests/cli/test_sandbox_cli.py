@@ -58,6 +58,8 @@ def test_doctor_reports_what_is_enforced(tmp_path: Path) -> None:
         "limit: workspace size",
         "proxy bridge",
         "sandbox start",
+        "gvisor (runsc)",
+        "process limit kept",  # by gVisor's own cgroups, read from inside a sandbox given one
     ):
         assert line in done.stdout
     assert "NOT" not in done.stdout

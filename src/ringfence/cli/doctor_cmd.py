@@ -19,7 +19,7 @@ from ringfence.cli.common import DataDir, settings
 from ringfence.cli.console import out
 from ringfence.sandbox import BubblewrapBackend, Limits, SandboxError, SandboxSpec, diskimage
 from ringfence.sandbox.cgroups import detect
-from ringfence.sandbox.gvisor import GVisorBackend
+from ringfence.sandbox.gvisor import PIDS_LIMIT_FILE, GVisorBackend
 from ringfence.sandbox.seccomp_filter import program
 
 
@@ -92,17 +92,20 @@ def _try_gvisor(runsc: str) -> tuple[bool, str]:
         async def go() -> tuple[bytes, float]:
             start = time.monotonic()
             backend = GVisorBackend(base / "sandboxes")
-            sandbox = await backend.create(SandboxSpec(limits=Limits(pids=None, workspace_bytes=None)))
-            try:
-                said = (await sandbox.run(["uname", "-r"], timeout=30)).stdout
+            sandbox = await backend.create(SandboxSpec(limits=Limits(pids=64, workspace_bytes=None)))
+            try:  # the kernel's release, then the process limit as gVisor's own cgroups hold it
+                said = (await sandbox.run(["sh", "-c", f"uname -r; cat {PIDS_LIMIT_FILE}"], timeout=30)).stdout
             finally:
                 await sandbox.destroy()
             return said, time.monotonic() - start
 
         said, took = asyncio.run(go())
+        release, *limit = said.decode().split()
+        if limit != ["64"]:
+            return False, f"{version}: the process limit is NOT kept (a sandbox given 64 shows {limit or 'none'})"
         return True, (
             f"{version}; platform ptrace (runsc's default; KVM runs no guest here); a sandbox started in "
-            f"{took * 1000:.0f} ms (kernel {said.decode().strip()}); no process limit (runsc cannot enforce one)"
+            f"{took * 1000:.0f} ms (kernel {release}); process limit kept by gVisor's own cgroups (checked inside)"
         )
     except (SandboxError, OSError, subprocess.SubprocessError) as exc:
         return False, f"{version}: does NOT start: {exc}"

@@ -56,6 +56,7 @@ _INIT = f"{_RUN}/init.py"
 _LAUNCH = f"{_RUN}/launch.py"
 _FILTER = f"{_RUN}/seccomp.bpf"
 _CGROUPS = f"{_RUN}/cg"
+PIDS_LIMIT_FILE = f"{_CGROUPS}/pids/box/pids.max"  # the sandbox's process limit, as its commands can read it
 _CGROUP_POINTS = (f"{_CGROUPS}/pids", f"{_CGROUPS}/jobs")
 # what the init needs to set the limits up (ringfence.sandbox.gvisor_init), and drops before anything else runs
 _SETUP_CAPS = ["CAP_SYS_ADMIN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_CHOWN", "CAP_SETPCAP"]
