@@ -165,3 +165,23 @@ def test_the_bridge_changes_nothing_of_the_hosts_sockets(root: Path) -> None:
     info = path.stat()
     assert (info.st_uid, info.st_gid, info.st_mode & 0o777) == (0, 0, 0o600)  # untouched
     assert b"proxy" in relayed and b"refused" in bypass
+
+
+def test_nothing_of_the_sandboxs_environment_reaches_the_code_that_sets_a_commands_limits(root: Path) -> None:
+    """The launcher joins the process limit and installs the filter as the agent's uid: were the environment given
+    to the sandbox its own, LD_AUDIT or LD_PRELOAD naming a library in the repository would run before either.
+    It gets the base environment alone; the command gets everything."""
+    given = {"RF_GIVEN": "given", "LD_AUDIT": "/workspace/nothing-here.so"}
+
+    async def go() -> tuple[bytes, bytes]:
+        box = await GVisorBackend(root).create(SandboxSpec(env=given, limits=Limits(workspace_bytes=None)))
+        try:
+            launcher = (await box.run(["sh", "-c", "tr '\\0' '\\n' < /proc/$PPID/environ"])).stdout
+            command = (await box.run(["env"])).stdout
+        finally:
+            await box.destroy()
+        return launcher, command
+
+    launcher, command = asyncio.run(go())
+    assert b"PATH=" in launcher and b"RF_GIVEN" not in launcher and b"LD_AUDIT" not in launcher, launcher
+    assert b"RF_GIVEN=given" in command and b"LD_AUDIT=/workspace/nothing-here.so" in command

@@ -24,7 +24,7 @@ from ringfence.sandbox.bridge import Bridge
 from ringfence.sandbox.cgroups import SandboxCgroup, detect
 from ringfence.sandbox.mounts import MountPlan, options_file
 from ringfence.sandbox.procs import alive, kill_listed, kill_uid, me
-from ringfence.sandbox.spec import Completed, Exit, Output, SandboxError, SandboxSpec, check_cwd
+from ringfence.sandbox.spec import Completed, Exit, Output, SandboxError, SandboxSpec, check_command
 from ringfence.store.ids import new_id
 
 OWNER_FILE = "owner"  # "<pid> <start time>" of the ringfence process that made the sandbox
@@ -102,9 +102,7 @@ class BubblewrapSandbox:
     async def exec(
         self, argv: Sequence[str], *, timeout: float | None = None, cwd: str = ""
     ) -> AsyncGenerator[Output | Exit, None]:
-        if not argv or not all(isinstance(a, str) and "\x00" not in a for a in argv):
-            raise SandboxError("a command is a non-empty list of strings without NUL bytes")
-        check_cwd(cwd)
+        check_command(argv, cwd)
         limit = timeout if timeout is not None else self._spec.limits.timeout_seconds
         self._fd()  # refuses a destroyed sandbox
         filter_fd = seccomp_filter.program_fd()

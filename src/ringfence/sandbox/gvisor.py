@@ -45,7 +45,7 @@ from ringfence.sandbox.spec import (
     Output,
     SandboxError,
     SandboxSpec,
-    check_cwd,
+    check_command,
 )
 from ringfence.store.ids import new_id
 
@@ -83,11 +83,16 @@ class GVisorSandbox:
         return self._workspace_fd
 
     def _process(self, argv: Sequence[str], cwd: str) -> dict[str, Any]:
+        """The launcher's process: the base environment alone, so nothing a caller or tenant puts in the sandbox's
+        environment (LD_AUDIT, LD_PRELOAD...) acts on the code that sets the command's limits; the command's own
+        environment is given to it as arguments, for the command alone."""
         env = {**BASE_ENV, "PATH": self._spec.path, **self._spec.full_env}
+        launcher = {**BASE_ENV, "PATH": self._spec.path}
+        given = [f"{k}={v}" for k, v in env.items()]
         return {
             "user": {"uid": INSIDE_UID, "gid": INSIDE_UID},
-            "args": ["/usr/bin/python3", "-I", "-S", _LAUNCH, _CGROUPS, _FILTER, *argv],
-            "env": [f"{k}={v}" for k, v in env.items()],
+            "args": ["/usr/bin/python3", "-I", "-S", _LAUNCH, _CGROUPS, _FILTER, str(len(given)), *given, *argv],
+            "env": [f"{k}={v}" for k, v in launcher.items()],
             "cwd": f"{INSIDE_WORKSPACE}/{cwd}" if cwd else INSIDE_WORKSPACE,
             "noNewPrivileges": True,
             "capabilities": {k: [] for k in ("bounding", "effective", "inheritable", "permitted", "ambient")},
@@ -96,9 +101,7 @@ class GVisorSandbox:
     async def exec(
         self, argv: Sequence[str], *, timeout: float | None = None, cwd: str = ""
     ) -> AsyncGenerator[Output | Exit, None]:
-        if not argv or not all(isinstance(a, str) and "\x00" not in a for a in argv):
-            raise SandboxError("a command is a non-empty list of strings without NUL bytes")
-        check_cwd(cwd)
+        check_command(argv, cwd)
         self._fd()
         limit = timeout if timeout is not None else self._spec.limits.timeout_seconds
         self._serial += 1

@@ -1,5 +1,6 @@
 """The launcher of every command in a gVisor sandbox, run INSIDE it (stdlib only): `python3 -I -S gvisor_launch.py
-CGROUPS FILTER ARGV...`.
+CGROUPS FILTER N NAME=VALUE... ARGV...`: the command's environment is its N arguments after FILTER, never the
+launcher's own (which is the base environment alone: what sets the limits runs untouched by LD_AUDIT and the like).
 
 `runsc exec` starts a process in the sandbox's root cgroups, outside any limit, and a process that a command leaves
 behind (a daemon, `cmd &`) is re-parented to the sandbox's init: gVisor (20221219) honours neither RLIMIT_NPROC nor
@@ -63,7 +64,7 @@ def _seccomp(path: str) -> None:
         raise OSError(ctypes.get_errno(), "seccomp")
 
 
-def main(cgroups: str, program: str, argv: list[str]) -> int:
+def main(cgroups: str, program: str, env: dict[str, str], argv: list[str]) -> int:
     me = os.getpid()
     job = f"{cgroups}/jobs/c{me}"
     try:
@@ -75,7 +76,7 @@ def main(cgroups: str, program: str, argv: list[str]) -> int:
         os.write(2, f"ringfence: the command could not be given its sandbox's limits: {exc}\n".encode())
         return 125
     try:
-        child = os.posix_spawnp(argv[0], argv, os.environ)
+        child = os.posix_spawnp(argv[0], argv, env)
     except OSError as exc:
         os.write(2, f"ringfence: {argv[0]}: {exc.strerror}\n".encode())
         code = 127
@@ -100,4 +101,6 @@ def main(cgroups: str, program: str, argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1], sys.argv[2], sys.argv[3:]))
+    count = int(sys.argv[3])
+    given = dict(pair.split("=", 1) for pair in sys.argv[4 : 4 + count])
+    sys.exit(main(sys.argv[1], sys.argv[2], given, sys.argv[4 + count :]))

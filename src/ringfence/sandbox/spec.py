@@ -9,7 +9,7 @@ at 127.0.0.1:8080.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -80,6 +80,14 @@ class Limits:
             raise SandboxError(f"pids limit {self.pids} is below 4")
         if self.timeout_seconds is not None and self.timeout_seconds <= 0:
             raise SandboxError(f"timeout {self.timeout_seconds} must be positive")
+
+
+def check_command(argv: Sequence[str], cwd: str) -> None:
+    """What every backend refuses before running anything: an empty command, a part that is not a string or holds a
+    NUL byte, a directory outside the workspace (check_cwd)."""
+    if not argv or not all(isinstance(a, str) and "\x00" not in a for a in argv):
+        raise SandboxError("a command is a non-empty list of strings without NUL bytes")
+    check_cwd(cwd)
 
 
 def check_cwd(cwd: str) -> str:

@@ -14,7 +14,7 @@ from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-from ringfence.sandbox.spec import Completed, Exit, Output, SandboxError, SandboxSpec, check_cwd
+from ringfence.sandbox.spec import Completed, Exit, Output, SandboxError, SandboxSpec, check_command
 from ringfence.store.ids import new_id
 
 Handler = Callable[[Sequence[str], str, dict[str, bytes]], Completed]
@@ -48,9 +48,7 @@ class FakeSandbox:
     async def exec(
         self, argv: Sequence[str], *, timeout: float | None = None, cwd: str = ""
     ) -> AsyncGenerator[Output | Exit, None]:
-        if not argv or not all(isinstance(a, str) and "\x00" not in a for a in argv):
-            raise SandboxError("a command is a non-empty list of strings without NUL bytes")
-        check_cwd(cwd)
+        check_command(argv, cwd)
         self._alive()
         self.commands.append((tuple(argv), cwd))
         done = self.backend.handler(argv, cwd, self.files)
