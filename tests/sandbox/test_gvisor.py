@@ -19,7 +19,7 @@ import pytest
 
 from ringfence.sandbox.backends import open_backend
 from ringfence.sandbox.gvisor import GVisorBackend
-from ringfence.sandbox.spec import Limits, SandboxError, SandboxSpec
+from ringfence.sandbox.spec import Exit, Limits, SandboxError, SandboxSpec
 
 
 @pytest.fixture
@@ -185,3 +185,30 @@ def test_nothing_of_the_sandboxs_environment_reaches_the_code_that_sets_a_comman
     launcher, command = asyncio.run(go())
     assert b"PATH=" in launcher and b"RF_GIVEN" not in launcher and b"LD_AUDIT" not in launcher, launcher
     assert b"RF_GIVEN=given" in command and b"LD_AUDIT=/workspace/nothing-here.so" in command
+
+
+def test_a_process_the_agent_cannot_kill_in_its_tracking_group_does_not_stop_the_sweep(root: Path) -> None:
+    """The agent may put any pid in its command's tracking group, the init's (root's) among them: the launcher
+    cannot kill that one, and must still end the rest, report the command's own exit code, and leave the init
+    running."""
+    move = (
+        "j=$(sed -n 's/.*cpuacct://p' /proc/self/cgroup); echo 1 > /run/ringfence/cg/jobs$j/cgroup.procs; "
+        "(setsid sh -c 'while :; do echo . >> beat; sleep 0.1; done' > /dev/null 2>&1 &); sleep 0.3; exit 7"
+    )
+
+    async def go() -> tuple[Exit, bytes, bool, bytes]:
+        box = await GVisorBackend(root).create(SandboxSpec(limits=Limits(workspace_bytes=None)))
+        try:
+            done = await box.run(["sh", "-c", move], timeout=30)
+            before = len(await box.read_file("beat"))
+            await asyncio.sleep(0.8)
+            beating = len(await box.read_file("beat")) > before
+            after = (await box.run(["echo", "next"])).stdout
+            return done.exit, done.stderr, beating, after
+        finally:
+            await box.destroy()
+
+    code, stderr, beating, after = asyncio.run(go())
+    assert code == Exit(7) and b"Traceback" not in stderr, stderr
+    assert not beating  # the daemon was swept
+    assert after == b"next\n"
