@@ -212,3 +212,25 @@ def test_a_process_the_agent_cannot_kill_in_its_tracking_group_does_not_stop_the
     assert code == Exit(7) and b"Traceback" not in stderr, stderr
     assert not beating  # the daemon was swept
     assert after == b"next\n"
+
+
+def test_modules_planted_in_the_workspace_do_not_replace_the_launchers(root: Path) -> None:
+    """The launcher is Python started in the command's directory, which the agent writes: an `os.py` or `ctypes.py`
+    there must not run in its place (python -I -S: neither the script's nor the current directory is searched), so
+    the command still joins the process limit and gets the filter."""
+    hijack = b"import sys\nsys.stderr.write('HIJACKED\\n')\n"
+
+    async def go() -> bytes:
+        box = await GVisorBackend(root).create(SandboxSpec(limits=Limits(pids=32, workspace_bytes=None)))
+        try:
+            for name in ("os.py", "ctypes.py", "posixpath.py", "sys.py", "encodings/__init__.py"):
+                await box.write_file(f"planted/{name}", hijack)
+            unix = "python3 -I -c 'import socket; socket.socket(socket.AF_UNIX)'"
+            probe = f"cat /proc/self/cgroup; {unix} || echo refused"
+            done = await box.run(["sh", "-c", probe], cwd="planted")
+            return done.stdout + done.stderr
+        finally:
+            await box.destroy()
+
+    said = asyncio.run(go())
+    assert b"HIJACKED" not in said and b"pids:/box" in said and b"refused" in said, said
