@@ -209,13 +209,8 @@ class BubblewrapSandbox:
         for proc in list(self._procs):
             await proc.wait()
         self._cgroup.remove()
-        if self._workspace_fd is not None:
-            os.close(self._workspace_fd)
-            self._workspace_fd = None
-        if self._image:
-            await asyncio.to_thread(diskimage.unmount, self._workspace)
-            self._image = False
-        await asyncio.to_thread(shutil.rmtree, self._dir, True)
+        await workspace.discard(self._workspace_fd, self._image, self._workspace, self._dir)
+        self._workspace_fd, self._image = None, False
         self._backend._release(self._id)
 
 

@@ -26,11 +26,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import os
 import shutil
 import time
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +48,6 @@ from ringfence.sandbox.spec import (
 )
 from ringfence.store.ids import new_id
 
-_CHUNK = 64 * 1024
 _LAUNCHER_GRACE = 3.0  # seconds a launcher has to sweep its command's leftovers once the command was killed
 _RUN = "/run/ringfence"
 _INIT = f"{_RUN}/init.py"
@@ -61,7 +59,6 @@ _CGROUP_POINTS = (f"{_CGROUPS}/pids", f"{_CGROUPS}/jobs")
 # what the init needs to set the limits up (ringfence.sandbox.gvisor_init), and drops before anything else runs
 _SETUP_CAPS = ["CAP_SYS_ADMIN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_CHOWN", "CAP_SETPCAP"]
 OWNER_FILE = "owner"
-log = logging.getLogger("ringfence.sandbox")
 
 
 class GVisorSandbox:
@@ -86,17 +83,13 @@ class GVisorSandbox:
         """The launcher's process: the base environment alone, so nothing a caller or tenant puts in the sandbox's
         environment (LD_AUDIT, LD_PRELOAD...) acts on the code that sets the command's limits; the command's own
         environment is given to it as arguments, for the command alone."""
-        env = {**BASE_ENV, "PATH": self._spec.path, **self._spec.full_env}
         launcher = {**BASE_ENV, "PATH": self._spec.path}
-        given = [f"{k}={v}" for k, v in env.items()]
-        return {
-            "user": {"uid": INSIDE_UID, "gid": INSIDE_UID},
-            "args": ["/usr/bin/python3", "-I", "-S", _LAUNCH, _CGROUPS, _FILTER, str(len(given)), *given, *argv],
-            "env": [f"{k}={v}" for k, v in launcher.items()],
-            "cwd": f"{INSIDE_WORKSPACE}/{cwd}" if cwd else INSIDE_WORKSPACE,
-            "noNewPrivileges": True,
-            "capabilities": {k: [] for k in ("bounding", "effective", "inheritable", "permitted", "ambient")},
-        }
+        given = [f"{k}={v}" for k, v in {**launcher, **self._spec.full_env}.items()]
+        return oci_process(
+            ["/usr/bin/python3", "-I", "-S", _LAUNCH, _CGROUPS, _FILTER, str(len(given)), *given, *argv],
+            env=launcher,
+            cwd=f"{INSIDE_WORKSPACE}/{cwd}" if cwd else INSIDE_WORKSPACE,
+        )
 
     async def exec(
         self, argv: Sequence[str], *, timeout: float | None = None, cwd: str = ""
@@ -187,13 +180,8 @@ class GVisorSandbox:
         await self._backend.remove(self._id)
         for proc in list(self._procs):
             await proc.wait()
-        if self._workspace_fd is not None:
-            os.close(self._workspace_fd)
-            self._workspace_fd = None
-        if self._image:
-            await asyncio.to_thread(diskimage.unmount, self._workspace)
-            self._image = False
-        await asyncio.to_thread(shutil.rmtree, self._dir, True)
+        await workspace.discard(self._workspace_fd, self._image, self._workspace, self._dir)
+        self._workspace_fd, self._image = None, False
 
 
 class GVisorBackend:
@@ -221,7 +209,11 @@ class GVisorBackend:
         self.state = self.root / ".runsc"
         self.state.mkdir(mode=0o700, exist_ok=True)
         self.workspace_limit_problem = diskimage.available()
-        seccomp_filter.program()  # fail closed now, not at the first command, if libseccomp is missing
+        # bubblewrap's filter, the same for every sandbox, for the launcher to install (and no sandbox without it)
+        self._filter = self.root / "seccomp.bpf"  # replaced whole: a sandbox being made may be binding it in
+        fresh = self.root / f".seccomp-{os.getpid()}.bpf"
+        fresh.write_bytes(seccomp_filter.program())
+        fresh.replace(self._filter)
         self._init_source = Path(__file__).with_name("gvisor_init.py")
         self._launch_source = Path(__file__).with_name("gvisor_launch.py")
 
@@ -268,8 +260,7 @@ class GVisorBackend:
                        "options": ["rbind", "rw"]})  # fmt: skip
         mounts.append({"destination": f"{_RUN}/state", "type": "bind", "source": str(directory / "state"),
                        "options": ["rbind", "rw"]})  # fmt: skip
-        (directory / "seccomp.bpf").write_bytes(seccomp_filter.program())  # bubblewrap's filter: the launcher's
-        files = ((_INIT, self._init_source), (_LAUNCH, self._launch_source), (_FILTER, directory / "seccomp.bpf"))
+        files = ((_INIT, self._init_source), (_LAUNCH, self._launch_source), (_FILTER, self._filter))
         for inside, source in files:
             (rootfs / inside.lstrip("/")).touch()
             mounts.append({"destination": inside, "type": "bind", "source": str(source), "options": ["rbind", "ro"]})
@@ -298,7 +289,7 @@ class GVisorBackend:
                 str(BRIDGE_CONNECTIONS), *routes]  # fmt: skip
         return {
             "ociVersion": "1.0.2",
-            "process": self_process(init, uid=0, capabilities=_SETUP_CAPS),
+            "process": oci_process(init, uid=0, capabilities=_SETUP_CAPS),
             "root": {"path": "rootfs", "readonly": True},
             "hostname": f"rf-{directory.name[-8:]}",
             "mounts": mounts,
@@ -416,13 +407,17 @@ def _kill_bundle(bundle: bytes, within: float = 5.0) -> None:
         time.sleep(0.002)
 
 
-def self_process(args: list[str], uid: int = INSIDE_UID, capabilities: Sequence[str] = ()) -> dict[str, Any]:
-    """The init's process: uid 1000 unless told, the base environment only, no capability unless told."""
+def oci_process(
+    args: list[str], *, uid: int = INSIDE_UID, capabilities: Sequence[str] = (), env: Mapping[str, str] = BASE_ENV,
+    cwd: str = "/",
+) -> dict[str, Any]:  # fmt: skip
+    """An OCI process spec (the init's, or a command's launcher's): uid 1000 unless told, the base environment unless
+    told, no_new_privs, no capability unless told."""
     return {
         "user": {"uid": uid, "gid": uid},
         "args": args,
-        "env": [f"{k}={v}" for k, v in BASE_ENV.items()],
-        "cwd": "/",
+        "env": [f"{k}={v}" for k, v in env.items()],
+        "cwd": cwd,
         "noNewPrivileges": True,
         "capabilities": {
             k: list(capabilities) if k in ("bounding", "effective", "permitted") else []

@@ -1,5 +1,8 @@
 """Host-side access to a sandbox's workspace that the sandbox cannot turn against the host.
 
+Also `discard`, the end of every backend's destroy: the workspace's descriptor closed, its image unmounted, the
+sandbox's directory removed.
+
 The agent controls the workspace's contents, symlinks included: a link `out -> /etc/shadow` must never make
 ringfence (possibly root) read or write a host file. Every path is walked component by component with
 `O_NOFOLLOW` from an open descriptor of the workspace, so no link is ever followed and `..` is refused.
@@ -7,11 +10,15 @@ ringfence (possibly root) read or write a host file. Every path is walked compon
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
+import shutil
 import stat
 from collections.abc import Iterator
+from pathlib import Path
 
+from ringfence.sandbox import diskimage
 from ringfence.sandbox.spec import SandboxError
 
 MAX_READ = 64 * 2**20
@@ -86,3 +93,12 @@ def read(root_fd: int, path: str) -> bytes:
                 os.close(fd)
     except OSError as exc:
         raise SandboxError(f"cannot read workspace file {path!r}: {exc.strerror}") from None
+
+
+async def discard(root_fd: int | None, image: bool, mountpoint: Path, directory: Path) -> None:
+    """Close the workspace's descriptor (if still open), unmount its image (if it has one), remove `directory`."""
+    if root_fd is not None:
+        os.close(root_fd)
+    if image:
+        await asyncio.to_thread(diskimage.unmount, mountpoint)
+    await asyncio.to_thread(shutil.rmtree, directory, True)

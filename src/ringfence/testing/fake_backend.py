@@ -14,6 +14,7 @@ from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
+from ringfence.sandbox import running
 from ringfence.sandbox.spec import Completed, Exit, Output, SandboxError, SandboxSpec, check_command
 from ringfence.store.ids import new_id
 
@@ -59,13 +60,7 @@ class FakeSandbox:
         yield done.exit
 
     async def run(self, argv: Sequence[str], *, timeout: float | None = None, cwd: str = "") -> Completed:
-        out, err, final = bytearray(), bytearray(), Exit(-1)
-        async for event in self.exec(argv, timeout=timeout, cwd=cwd):
-            if isinstance(event, Exit):
-                final = event
-            else:
-                (out if event.stream == "stdout" else err).extend(event.data)
-        return Completed(bytes(out), bytes(err), final)
+        return await running.collect(self.exec(argv, timeout=timeout, cwd=cwd))
 
     async def write_file(self, path: str, data: bytes) -> None:
         self._alive()
