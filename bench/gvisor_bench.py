@@ -17,24 +17,14 @@ import shutil
 import subprocess
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
-from tests.gateway.git_host import loopback_dialer
-
 from bench.common import Figure, fresh_store
-from ringfence.egress.proxy import EgressProxy
-from ringfence.gateway.credentials import StaticToken
-from ringfence.gateway.git_proxy import Gateway
-from ringfence.githost import GitHost, make_repository
-from ringfence.net.addresses import AddressPolicy
-from ringfence.net.resolve import CachingResolver, StaticResolver
+from bench.session_world import session_world
 from ringfence.sandbox import Limits, SandboxSpec
 from ringfence.sandbox.backends import open_backend
 from ringfence.sandbox.spec import ProxyRoutes
-from ringfence.sessions.manager import Caller, Environment, RepositoryHost, SessionManager
-from ringfence.store import accounts
-from ringfence.store.crypto import Secret
+from ringfence.sessions.manager import Environment
 
 TOKEN = "bench-gvisor-token-0123"
 LIMITS = Limits(pids=None, workspace_bytes=None)
@@ -138,37 +128,23 @@ async def _bridge(base: Path, count: int) -> list[Figure]:
 
 
 async def _sessions(store, base: Path, rounds: int) -> list[Figure]:  # type: ignore[no-untyped-def]
-    make_repository(base / "host", "demo", "example", commits=20)
-    host = GitHost(base / "host", TOKEN)
-    now = datetime.now(UTC)
-    user = accounts.create_user(store, "bench", now, actor="bench", plan="pro")
-    repo = accounts.connect_repository(store, user.id, f"{host.url}/demo/example.git", now, actor="bench")
-    key, _ = accounts.create_api_key(store, user.id, "bench", now, actor="bench")
+    world = session_world(store, base, TOKEN)
     ready: dict[str, list[float]] = {"gvisor": [], "bubblewrap": []}
     managers = {
-        name: SessionManager(
-            store,
-            _backend(name, base),
-            base / f"run-{name}",
-            EgressProxy(AddressPolicy.parse([]), CachingResolver(StaticResolver({}))),
-            Gateway(dialer=loopback_dialer()),
-            RepositoryHost(host.url, lambda _r: StaticToken("basic", Secret(TOKEN))),
-            lambda: datetime.now(UTC),
-            ceiling=Limits(pids=None),
-        )
+        name: world.manager(store, _backend(name, base), base / f"run-{name}", ceiling=Limits(pids=None))
         for name in ready
     }
     try:
         for _ in range(rounds):
             for name, manager in managers.items():
                 start = time.perf_counter()
-                live = await manager.start(Caller(user.id, key.id), repo.id, Environment(network="none"))
+                live = await manager.start(world.caller, world.repository_id, Environment(network="none"))
                 ready[name].append(time.perf_counter() - start)
-                await manager.delete(live.id, actor=user.id)
+                await manager.delete(live.id, actor=world.caller.user_id)
     finally:
         for manager in managers.values():
             await manager.shutdown()
-        host.close()
+        world.host.close()
     added = _ms(ready["gvisor"]) - _ms(ready["bubblewrap"])
     return [Figure(
         "a ready session (sandbox, proxies, clone through the gateway, branch) on gVisor vs bubblewrap (p50 added)",

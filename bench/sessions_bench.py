@@ -10,22 +10,13 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
-from tests.gateway.git_host import loopback_dialer
-
 from bench.common import Figure, fresh_store
-from ringfence.egress.proxy import EgressProxy
-from ringfence.gateway.credentials import StaticToken
-from ringfence.gateway.git_proxy import Gateway
-from ringfence.githost import GitHost, git, make_repository
-from ringfence.net.addresses import AddressPolicy
-from ringfence.net.resolve import CachingResolver, StaticResolver
+from bench.session_world import session_world
+from ringfence.githost import git
 from ringfence.sandbox import BubblewrapBackend, Exit
-from ringfence.sessions.manager import Caller, Environment, RepositoryHost, SessionManager
-from ringfence.store import accounts
-from ringfence.store.crypto import Secret
+from ringfence.sessions.manager import Environment
 
 TOKEN = "bench-session-token-0123"
 
@@ -41,21 +32,9 @@ def run(rounds: int = 15) -> list[Figure]:
 
 
 async def _run(store, base: Path, rounds: int) -> list[Figure]:  # type: ignore[no-untyped-def]
-    make_repository(base / "host", "demo", "example", commits=20)
-    host = GitHost(base / "host", TOKEN)
-    now = datetime.now(UTC)
-    user = accounts.create_user(store, "bench", now, actor="bench", plan="pro")
-    repo = accounts.connect_repository(store, user.id, f"{host.url}/demo/example.git", now, actor="bench")
-    key, _ = accounts.create_api_key(store, user.id, "bench", now, actor="bench")
-    manager = SessionManager(
-        store,
-        BubblewrapBackend(base / "sandboxes"),
-        base / "run",
-        EgressProxy(AddressPolicy.parse([]), CachingResolver(StaticResolver({}))),
-        Gateway(dialer=loopback_dialer()),
-        RepositoryHost(host.url, lambda _r: StaticToken("basic", Secret(TOKEN))),
-        lambda: datetime.now(UTC),
-    )
+    world = session_world(store, base, TOKEN)
+    host = world.host
+    manager = world.manager(store, BubblewrapBackend(base / "sandboxes"), base / "run")
     auth = ["-c", f"http.extraHeader=Authorization: {host.expected()}"]
     ready, plain, lifecycle = [], [], []
     names = ("sandbox + proxies", "clone + branch", "agent turn", "capture", "push + teardown")
@@ -73,7 +52,7 @@ async def _run(store, base: Path, rounds: int) -> list[Figure]:  # type: ignore[
                 marks.setdefault(step, time.perf_counter())
 
             t0 = time.perf_counter()
-            live = await manager.start(Caller(user.id, key.id), repo.id, env, progress=mark)
+            live = await manager.start(world.caller, world.repository_id, env, progress=mark)
             t1 = time.perf_counter()
             ready.append(t1 - t0)
             async for event in manager.prompt(live.id, f"round {i}"):
