@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 # Debian packages the project needs; each is installed only when missing.
-DEB_PACKAGES := git sqlite3 python3 python3-venv python3-pip ca-certificates postgresql util-linux bubblewrap iproute2 python3-seccomp e2fsprogs curl chromium runsc
+DEB_PACKAGES := git gcc libc6-dev sqlite3 python3 python3-venv python3-pip ca-certificates postgresql util-linux bubblewrap iproute2 python3-seccomp e2fsprogs curl chromium runsc
 # Only for `make bench`: the proxies ringfence is compared with, and haproxy as a reference relay (mitmproxy
 # comes from PyPI, in its own venv).
 BENCH_PACKAGES := squid tinyproxy haproxy

@@ -13,10 +13,12 @@ How the guarantees hold here:
 - processes: gVisor ignores RLIMIT_NPROC, and a host pids cgroup would count the Sentry's threads, so the limit is
   kept by gVisor's own cgroups, inside: the init mounts its pids hierarchy and makes the sandbox's group with the
   limit, as the guest's root, then drops every capability for good; every command joins that group before it runs
-  (ringfence.sandbox.gvisor_launch), and cannot leave it or raise the limit;
+  (native/launch.c, built on the host by ringfence.sandbox.native), and cannot leave it or raise the limit;
 - a command's processes: the launcher tracks them in a group of their own and kills what is left when the command
   ends (gVisor keeps no pid namespace per command); the init reaps them (it ignores SIGCHLD);
-- network: `--network=none` gives the guest loopback only; in proxy mode the init (ringfence.sandbox.gvisor_init)
+- compatibility: gVisor 20221219 refuses AT_NO_AUTOMOUNT, which coreutils pass on every stat (`ls` failed on every
+  file), so every dynamically linked program preloads native/compat.c, which drops the flag (/etc/ld.so.preload);
+- network: `--network=none` gives the guest loopback only; in proxy mode the init (native/init.c)
   relays 127.0.0.1:3128 and :8080 to the session's sockets;
 - server death: containers are detached; `reconcile` at the next start deletes what a dead server left.
 """
@@ -33,7 +35,7 @@ from collections.abc import AsyncGenerator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ringfence.sandbox import diskimage, running, seccomp_filter, workspace
+from ringfence.sandbox import diskimage, native, running, seccomp_filter, workspace
 from ringfence.sandbox.mounts import BASE_ENV, INSIDE_UID, INSIDE_WORKSPACE, SYSTEM_DIRS, SYSTEM_FILES, USR_LINKS
 from ringfence.sandbox.procs import alive, live, me
 from ringfence.sandbox.spec import (
@@ -50,8 +52,10 @@ from ringfence.store.ids import new_id
 
 _LAUNCHER_GRACE = 3.0  # seconds a launcher has to sweep its command's leftovers once the command was killed
 _RUN = "/run/ringfence"
-_INIT = f"{_RUN}/init.py"
-_LAUNCH = f"{_RUN}/launch.py"
+_INIT = f"{_RUN}/init"
+_LAUNCH = f"{_RUN}/launch"
+_COMPAT = f"{_RUN}/compat.so"
+_PRELOAD = "/etc/ld.so.preload"
 _FILTER = f"{_RUN}/seccomp.bpf"
 _CGROUPS = f"{_RUN}/cg"
 PIDS_LIMIT_FILE = f"{_CGROUPS}/pids/box/pids.max"  # the sandbox's process limit, as its commands can read it
@@ -86,7 +90,7 @@ class GVisorSandbox:
         launcher = {**BASE_ENV, "PATH": self._spec.path}
         given = [f"{k}={v}" for k, v in {**launcher, **self._spec.full_env}.items()]
         return oci_process(
-            ["/usr/bin/python3", "-I", "-S", _LAUNCH, _CGROUPS, _FILTER, str(len(given)), *given, *argv],
+            [_LAUNCH, _CGROUPS, _FILTER, str(len(given)), *given, *argv],
             env=launcher,
             cwd=f"{INSIDE_WORKSPACE}/{cwd}" if cwd else INSIDE_WORKSPACE,
         )
@@ -210,12 +214,16 @@ class GVisorBackend:
         self.state.mkdir(mode=0o700, exist_ok=True)
         self.workspace_limit_problem = diskimage.available()
         # bubblewrap's filter, the same for every sandbox, for the launcher to install (and no sandbox without it)
-        self._filter = self.root / "seccomp.bpf"  # replaced whole: a sandbox being made may be binding it in
-        fresh = self.root / f".seccomp-{os.getpid()}.bpf"
-        fresh.write_bytes(seccomp_filter.program())
-        fresh.replace(self._filter)
-        self._init_source = Path(__file__).with_name("gvisor_init.py")
-        self._launch_source = Path(__file__).with_name("gvisor_launch.py")
+        self._filter = self._replace("seccomp.bpf", seccomp_filter.program())
+        self._preload = self._replace("ld.so.preload", f"{_COMPAT}\n".encode())
+        self._native = native.build(self.root / "native")
+
+    def _replace(self, name: str, data: bytes) -> Path:
+        """`root/name` holding `data`, replaced whole: a sandbox being made may be binding the one there."""
+        fresh = self.root / f".{name}.{os.getpid()}"
+        fresh.write_bytes(data)
+        fresh.chmod(0o644)
+        return fresh.replace(self.root / name)
 
     def runsc_argv(self, *args: str) -> list[str]:
         flags = [f"--root={self.state}", "--network=none", "--host-uds=open"]
@@ -240,10 +248,6 @@ class GVisorBackend:
         points = (*SYSTEM_DIRS, INSIDE_WORKSPACE, "/tmp", "/proc", "/dev", f"{_RUN}/state", *_CGROUP_POINTS)
         for point in points:
             (rootfs / point.lstrip("/")).mkdir(parents=True, exist_ok=True)
-        for file in SYSTEM_FILES:
-            if (self.rootfs / file.lstrip("/")).exists():
-                (rootfs / file.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
-                (rootfs / file.lstrip("/")).touch()
         for link, target in USR_LINKS.items():
             if (self.rootfs / target).exists():
                 os.symlink(target, rootfs / link.lstrip("/"))
@@ -252,7 +256,7 @@ class GVisorBackend:
             {"destination": "/dev", "type": "tmpfs", "source": "tmpfs"},
             {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"},
         ]
-        for system in (*SYSTEM_DIRS, *SYSTEM_FILES):
+        for system in SYSTEM_DIRS:
             found = self.rootfs / system.lstrip("/")
             if found.exists():
                 mounts.append({"destination": system, "type": "bind", "source": str(found), "options": ["rbind", "ro"]})
@@ -260,10 +264,18 @@ class GVisorBackend:
                        "options": ["rbind", "rw"]})  # fmt: skip
         mounts.append({"destination": f"{_RUN}/state", "type": "bind", "source": str(directory / "state"),
                        "options": ["rbind", "rw"]})  # fmt: skip
-        files = ((_INIT, self._init_source), (_LAUNCH, self._launch_source), (_FILTER, self._filter))
-        for inside, source in files:
-            (rootfs / inside.lstrip("/")).touch()
-            mounts.append({"destination": inside, "type": "bind", "source": str(source), "options": ["rbind", "ro"]})
+        # files are put in the read-only root itself, not bound (a bind is some 5 ms of every start): the system's
+        # few files copied, ringfence's own linked from this backend's root (one filesystem, never written again)
+        files = {file: self.rootfs / file.lstrip("/") for file in SYSTEM_FILES}
+        files |= {_INIT: self._native.init, _LAUNCH: self._native.launch, _COMPAT: self._native.compat,
+                  _FILTER: self._filter, _PRELOAD: self._preload}  # fmt: skip
+        for inside, source in files.items():
+            placed = rootfs / inside.lstrip("/")
+            placed.parent.mkdir(parents=True, exist_ok=True)
+            if source.is_relative_to(self.root):
+                os.link(source, placed)
+            elif source.exists():
+                shutil.copy(source, placed)  # with its mode: readable by the agent as on the host
         for name, source in sorted(spec.tools.items()):
             (rootfs / TOOLS_DIR.lstrip("/") / name).mkdir(parents=True, exist_ok=True)
             mounts.append({"destination": f"{TOOLS_DIR}/{name}", "type": "bind", "source": str(source),
@@ -280,13 +292,12 @@ class GVisorBackend:
         resources: dict[str, Any] = {"cpu": {"shares": max(2, limits.cpu_weight * 1024 // 100)}}
         if limits.memory_bytes:
             resources["memory"] = {"limit": limits.memory_bytes, "swap": limits.memory_bytes}
-        # the init: the limits set up, every capability dropped, then the relay (or a wait, with no route); a
-        # Python program inside, some 0.3 s of start under gVisor's ptrace platform. It stays the guest's root,
+        # the init (native/init.c): the limits set up, every capability dropped, then the relay (or a wait, with no
+        # route). It stays the guest's root,
         # without a capability: gVisor checks a bound socket's permissions for the guest uid, and the host's socket
         # is root's (0600). So the relay reaches it, the agent's uid does not (it must go through 127.0.0.1), and
         # nothing of the host's socket is changed.
-        init = ["/usr/bin/python3", "-I", "-S", _INIT, f"{_RUN}/state", _CGROUPS, str(limits.pids or "max"),
-                str(BRIDGE_CONNECTIONS), *routes]  # fmt: skip
+        init = [_INIT, f"{_RUN}/state", _CGROUPS, str(limits.pids or "max"), str(BRIDGE_CONNECTIONS), *routes]
         return {
             "ociVersion": "1.0.2",
             "process": oci_process(init, uid=0, capabilities=_SETUP_CAPS),
@@ -329,7 +340,7 @@ class GVisorBackend:
                 code = await proc.wait()
             if code != 0:
                 raise SandboxError(f"runsc could not start the sandbox: {(directory / 'runsc.log').read_text()[-500:]}")
-            await self._ready(directory / "state" / "ready", sandbox_id)
+            await self._ready(directory / "state", sandbox_id)
             return GVisorSandbox(self, sandbox_id, spec, image=mounted)
         except BaseException:
             await self.remove(sandbox_id)
@@ -338,10 +349,14 @@ class GVisorBackend:
             shutil.rmtree(directory, ignore_errors=True)
             raise
 
-    async def _ready(self, marker: Path, sandbox_id: str, within: float = 20.0) -> None:
+    async def _ready(self, state: Path, sandbox_id: str, within: float = 20.0) -> None:
+        """Until the init says it is ready; what it says when a step of its set-up failed is the error."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within
-        while not marker.exists():
+        while not (state / "ready").exists():
+            with contextlib.suppress(FileNotFoundError):
+                said = (state / "failed").read_text(errors="replace").strip()
+                raise SandboxError(f"gVisor sandbox {sandbox_id} could not set its limits up: {said}")
             if loop.time() > deadline:
                 raise SandboxError(f"gVisor sandbox {sandbox_id} did not start its init within {within:.0f} s")
             await asyncio.sleep(0.003)

@@ -1,0 +1,209 @@
+/* ringfence: the launcher of every command in a gVisor sandbox, run INSIDE it:
+ *     launch CGROUPS FILTER N NAME=VALUE... ARGV...
+ * The command's environment is its N arguments after FILTER, never the launcher's own (the base environment alone).
+ * Linked statically: no dynamic loader runs before the limits are set (LD_AUDIT, LD_PRELOAD and the like act on
+ * nothing here), and a start costs one exec under gVisor's ptrace platform, not a Python start (some 100 ms).
+ *
+ * `runsc exec` starts a process in the sandbox's root cgroups, outside any limit, and a process that a command leaves
+ * behind (a daemon, `cmd &`) is re-parented to the sandbox's init: gVisor (20221219) honours neither RLIMIT_NPROC nor
+ * PR_SET_CHILD_SUBREAPER, and keeps no per-command pid namespace. So each command starts here:
+ * - it joins the sandbox's process-limited group (CGROUPS/pids/box, whose limit only the init, as root, could set)
+ *   before anything of the command runs, so every process of it counts against the limit;
+ * - it joins a group of its own in the tracking hierarchy (CGROUPS/jobs/c<pid>): a command's processes are the
+ *   members of that group, whoever their parent is;
+ * - it installs the seccomp program in FILTER (bubblewrap's, ringfence.sandbox.seccomp_filter, compiled by the host),
+ *   so the same calls are refused in every backend (S-BOX B8): runsc's OCI seccomp does not reach `runsc exec`'s
+ *   processes in this release;
+ * - it starts the command and waits for it; then it kills what is left in its group (the daemons, which would
+ *   otherwise outlive the command and hold its output open) and exits with the command's code (128+N for signal N).
+ * A command that kills this launcher (it runs as the agent's uid) only keeps its own leftovers alive, inside the
+ * process limit, until the sandbox is destroyed. Written by hand: no tool starts a process inside a gVisor cgroup.
+ * Exit codes of its own: 125 (the limits could not be set: nothing ran), 127 (the command could not be started).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define SWEEPS 100   /* a fork bomb is bounded by the process limit; each sweep kills every member it saw */
+#define SPARED 1024  /* at most this many processes the command may not kill (the init's, put in its group) */
+
+static char listing[1 << 20]; /* a group's cgroup.procs, read whole */
+
+/* `format` made into `into` (PATH_SIZE bytes): -1 and ENAMETOOLONG where it does not fit, never a cut path */
+#define PATH_SIZE 4096
+static int path_of(char *into, const char *format, ...) {
+    va_list args;
+    va_start(args, format);
+    int length = vsnprintf(into, PATH_SIZE, format, args);
+    va_end(args);
+    if (length < 0 || length >= PATH_SIZE) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    return 0;
+}
+
+static int put(const char *path, long value) {
+    char text[24];
+    int length = snprintf(text, sizeof text, "%ld", value);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t written = write(fd, text, (size_t)length);
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return written == length ? 0 : -1;
+}
+
+static ssize_t read_whole(const char *path, char *into, size_t most) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    size_t have = 0;
+    for (;;) {
+        ssize_t got = read(fd, into + have, most - have);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0) {
+            int saved = errno;
+            close(fd);
+            errno = saved;
+            return got < 0 ? -1 : (ssize_t)have;
+        }
+        have += (size_t)got;
+        if (have == most) { /* larger than any filter or listing this launcher takes */
+            close(fd);
+            errno = EFBIG;
+            return -1;
+        }
+    }
+}
+
+/* Installs the BPF program in `path` on this process (and so on the command it starts); no_new_privs is the
+ * process spec's already. */
+static int seccomp(const char *path) {
+    static struct sock_filter code[BPF_MAXINSNS];
+    ssize_t size = read_whole(path, (char *)code, sizeof code);
+    if (size < 0)
+        return -1;
+    if (size == 0 || size % (ssize_t)sizeof code[0] != 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    struct sock_fprog program = {.len = (unsigned short)(size / (ssize_t)sizeof code[0]), .filter = code};
+    return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program, 0, 0);
+}
+
+static int limits_failed(const char *what) {
+    dprintf(2, "ringfence: the command could not be given its sandbox's limits: %s: %s\n", what, strerror(errno));
+    return 125;
+}
+
+static int is_spared(pid_t pid, const pid_t *spared, size_t count) {
+    for (size_t i = 0; i < count; i++)
+        if (spared[i] == pid)
+            return 1;
+    return 0;
+}
+
+/* Kills every member of the group `job` but this launcher, until none is left or SWEEPS passed: gVisor
+ * regenerates cgroup.procs on every read, so it is read whole, in one call, never spliced from two lists. A member
+ * it may not kill (the agent can put any pid in its group, the init's, root's, among them) is spared. */
+static void sweep(const char *job, pid_t me) {
+    static pid_t spared[SPARED];
+    size_t spared_count = 0;
+    char procs[PATH_SIZE];
+    if (path_of(procs, "%s/cgroup.procs", job) != 0)
+        return;
+    spared[spared_count++] = me;
+    for (int round = 0; round < SWEEPS; round++) {
+        ssize_t size = read_whole(procs, listing, sizeof listing - 1);
+        if (size < 0)
+            return;
+        listing[size] = '\0';
+        int left = 0;
+        for (char *cursor = listing, *end; *cursor; cursor = end) {
+            long pid = strtol(cursor, &end, 10);
+            if (end == cursor)
+                break;
+            if (pid <= 0 || is_spared((pid_t)pid, spared, spared_count))
+                continue;
+            left = 1;
+            if (kill((pid_t)pid, SIGKILL) != 0 && errno == EPERM) {
+                if (spared_count == SPARED)
+                    return; /* the group goes with the sandbox */
+                spared[spared_count++] = (pid_t)pid;
+            }
+        }
+        if (!left)
+            return;
+    }
+}
+
+int main(int argc, char **argv) {
+    if (argc < 5) {
+        dprintf(2, "ringfence: usage: launch CGROUPS FILTER N NAME=VALUE... ARGV...\n");
+        return 125;
+    }
+    const char *cgroups = argv[1], *filter = argv[2];
+    char *end;
+    long count = strtol(argv[3], &end, 10);
+    if (*end != '\0' || count < 0 || count > argc - 5) {
+        dprintf(2, "ringfence: launch: the environment's count %s does not fit its arguments\n", argv[3]);
+        return 125;
+    }
+    char **env = calloc((size_t)count + 1, sizeof *env);
+    if (env == NULL)
+        return limits_failed("memory");
+    memcpy(env, argv + 4, (size_t)count * sizeof *env);
+    char **command = argv + 4 + count;
+
+    pid_t me = getpid();
+    char path[PATH_SIZE], job[PATH_SIZE];
+    if (path_of(path, "%s/pids/box/cgroup.procs", cgroups) != 0 || put(path, me) != 0)
+        return limits_failed("joining the process limit");
+    if (path_of(job, "%s/jobs/c%d", cgroups, (int)me) != 0 || mkdir(job, 0755) != 0)
+        return limits_failed("making the command's group");
+    if (path_of(path, "%s/cgroup.procs", job) != 0 || put(path, me) != 0)
+        return limits_failed("joining the command's group");
+    if (seccomp(filter) != 0)
+        return limits_failed("installing the system call filter");
+
+    int code;
+    pid_t child;
+    int failed = posix_spawnp(&child, command[0], NULL, NULL, command, env);
+    if (failed != 0) {
+        dprintf(2, "ringfence: %s: %s\n", command[0], strerror(failed));
+        code = 127;
+    } else {
+        int status = 0;
+        pid_t waited;
+        while ((waited = waitpid(child, &status, 0)) < 0 && errno == EINTR)
+            ;
+        if (waited < 0) {
+            dprintf(2, "ringfence: waiting for %s: %s\n", command[0], strerror(errno));
+            code = 125;
+        } else {
+            code = WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
+        }
+    }
+    sweep(job, me);
+    if (path_of(path, "%s/jobs/cgroup.procs", cgroups) == 0)
+        put(path, me);
+    rmdir(job); /* a member the sweeps could not end: the group goes with the sandbox */
+    return code;
+}
