@@ -178,14 +178,14 @@ def test_the_bridge_changes_nothing_of_the_hosts_sockets(root: Path) -> None:
 
 
 def test_nothing_of_the_sandboxs_environment_reaches_the_code_that_sets_a_commands_limits(root: Path) -> None:
-    """The launcher joins the process limit and installs the filter as the agent's uid: were the environment given
-    to the sandbox its own, LD_AUDIT or LD_PRELOAD naming a library in the repository would run before either.
+    """The launcher joins the process limit and installs the filter: were the environment given to the sandbox its
+    own, LD_AUDIT or LD_PRELOAD naming a library in the repository could act before either (on a dynamic launcher).
     It gets the base environment alone; the command gets everything."""
     given = {"RF_GIVEN": "given", "LD_AUDIT": "/workspace/nothing-here.so"}
 
     async def go() -> tuple[bytes, bytes]:
         box = await GVisorBackend(root).create(SandboxSpec(env=given, limits=Limits(workspace_bytes=None)))
-        try:
+        try:  # gVisor shows any process's environment to any uid: the launcher's, root's, too
             launcher = (await box.run(["sh", "-c", "tr '\\0' '\\n' < /proc/$PPID/environ"])).stdout
             command = (await box.run(["env"])).stdout
         finally:
@@ -197,37 +197,46 @@ def test_nothing_of_the_sandboxs_environment_reaches_the_code_that_sets_a_comman
     assert b"RF_GIVEN=given" in command and b"LD_AUDIT=/workspace/nothing-here.so" in command
 
 
-def test_a_process_the_agent_cannot_kill_in_its_tracking_group_does_not_stop_the_sweep(root: Path) -> None:
-    """The agent may put any pid in its command's tracking group, the init's (root's) among them: the launcher
-    cannot kill that one, and must still end the rest, report the command's own exit code, and leave the init
-    running."""
-    move = (
-        "j=$(sed -n 's/.*cpuacct://p' /proc/self/cgroup); echo 1 > /run/ringfence/cg/jobs$j/cgroup.procs; "
-        "(setsid sh -c 'while :; do echo . >> beat; sleep 0.1; done' > /dev/null 2>&1 &); sleep 0.3; exit 7"
-    )
+def test_the_agent_can_write_no_cgroup_file_nor_touch_its_launcher_and_the_sweep_holds(root: Path) -> None:
+    """Every cgroup file is root's and the launcher is the guest's root: the agent cannot move a process into or out
+    of its command's tracking group (the init's, say, to stop the sweep; its daemon, to keep it), make a group, nor
+    signal or trace its launcher. The command reports its own code, and its daemon is swept."""
+    jobs = "/run/ringfence/cg/jobs"
+    mine = f"{jobs}$(sed -n 's/.*cpuacct://p' /proc/self/cgroup)"
+    attempts = {
+        "put the init in": f"echo 1 > {mine}/cgroup.procs",
+        "leave the group": f"echo $$ > {jobs}/cgroup.procs",
+        "make a group": f"mkdir {jobs}/mine",
+        "signal the launcher": "kill -9 $PPID",
+        "read the memory of the launcher": "head -c1 /proc/$PPID/mem",
+    }
+    tries = "; ".join(f"({attempt}) 2>/dev/null && echo '{name}'" for name, attempt in attempts.items())
+    daemon = "(setsid sh -c 'while :; do echo . >> beat; sleep 0.1; done' > /dev/null 2>&1 &)"
+    command = f"{tries}; {daemon}; sleep 0.3; exit 7"
 
     async def go() -> tuple[Exit, bytes, bool, bytes]:
         box = await GVisorBackend(root).create(SandboxSpec(limits=Limits(workspace_bytes=None)))
         try:
-            done = await box.run(["sh", "-c", move], timeout=30)
+            done = await box.run(["sh", "-c", command], timeout=30)
             before = len(await box.read_file("beat"))
             await asyncio.sleep(0.8)
             beating = len(await box.read_file("beat")) > before
             after = (await box.run(["echo", "next"])).stdout
-            return done.exit, done.stderr, beating, after
+            return done.exit, done.stdout, beating, after
         finally:
             await box.destroy()
 
-    code, stderr, beating, after = asyncio.run(go())
-    assert code == Exit(7) and b"Traceback" not in stderr, stderr
+    code, succeeded, beating, after = asyncio.run(go())
+    assert succeeded == b"", succeeded  # names what the agent managed
+    assert code == Exit(7)
     assert not beating  # the daemon was swept
     assert after == b"next\n"
 
 
 def test_modules_planted_in_the_workspace_do_not_replace_the_launchers(root: Path) -> None:
-    """The launcher is Python started in the command's directory, which the agent writes: an `os.py` or `ctypes.py`
-    there must not run in its place (python -I -S: neither the script's nor the current directory is searched), so
-    the command still joins the process limit and gets the filter."""
+    """The command's directory is the agent's: Python modules planted there (`os.py`, `ctypes.py`...) change
+    nothing of what sets the command's limits (a static program since the launcher stopped being Python; this held
+    for the Python one too, with python -I -S), so the command still joins the process limit and gets the filter."""
     hijack = b"import sys\nsys.stderr.write('HIJACKED\\n')\n"
 
     async def go() -> bytes:

@@ -61,7 +61,10 @@ _CGROUPS = f"{_RUN}/cg"
 PIDS_LIMIT_FILE = f"{_CGROUPS}/pids/box/pids.max"  # the sandbox's process limit, as its commands can read it
 _CGROUP_POINTS = (f"{_CGROUPS}/pids", f"{_CGROUPS}/jobs")
 # what the init needs to set the limits up (ringfence.sandbox.gvisor_init), and drops before anything else runs
-_SETUP_CAPS = ["CAP_SYS_ADMIN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_CHOWN", "CAP_SETPCAP"]
+_SETUP_CAPS = ["CAP_SYS_ADMIN", "CAP_DAC_OVERRIDE", "CAP_SETPCAP"]
+# what a command's launcher needs (native/launch.c): to sweep the agent's leftovers, and to become the agent; it runs
+# as the guest's root so that the agent's uid can neither kill it nor write a cgroup file
+_LAUNCH_CAPS = ["CAP_KILL", "CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP"]
 OWNER_FILE = "owner"
 
 
@@ -89,10 +92,10 @@ class GVisorSandbox:
         environment is given to it as arguments, for the command alone."""
         launcher = {**BASE_ENV, "PATH": self._spec.path}
         given = [f"{k}={v}" for k, v in {**launcher, **self._spec.full_env}.items()]
+        directory = f"{INSIDE_WORKSPACE}/{cwd}" if cwd else INSIDE_WORKSPACE
+        limits = [_CGROUPS, _FILTER, str(INSIDE_UID), directory]
         return oci_process(
-            [_LAUNCH, _CGROUPS, _FILTER, str(len(given)), *given, *argv],
-            env=launcher,
-            cwd=f"{INSIDE_WORKSPACE}/{cwd}" if cwd else INSIDE_WORKSPACE,
+            [_LAUNCH, *limits, str(len(given)), *given, *argv], env=launcher, uid=0, capabilities=_LAUNCH_CAPS
         )
 
     async def exec(

@@ -5,8 +5,9 @@
  * First, as the guest's root with the few capabilities it needs for this alone, it sets the sandbox's limits up in
  * gVisor's own cgroups (runsc 20221219 honours neither RLIMIT_NPROC nor a cgroup mount in the OCI spec, and a host
  * pids cgroup would count the Sentry's threads): gVisor's pids hierarchy at CGROUPS/pids with the sandbox's group
- * `box` limited to PIDS processes ("max": none), of which the agent's uid gets only `cgroup.procs` (to join it), and a
- * tracking hierarchy at CGROUPS/jobs where each command's launcher makes a group of its own. Then it drops every
+ * `box` limited to PIDS processes ("max": none), and a tracking hierarchy at CGROUPS/jobs where each command's
+ * launcher makes a group of its own. Every cgroup file stays root's: only the launchers (the guest's root, without
+ * CAP_DAC_OVERRIDE) write them, never the agent's uid. Then it drops every
  * capability for good (the bounding set first, under no_new_privs) and ignores SIGCHLD, so the orphans it inherits
  * are reaped. A step that fails is written to STATE_DIR/failed, and the init exits: the host says why at once.
  *
@@ -39,7 +40,6 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#define AGENT_UID 1000
 #define PATH_SIZE 4096
 #define MAX_ROUTES 8
 #define BUFFER (256 * 1024) /* bytes of one direction read and not yet written */
@@ -91,17 +91,11 @@ static void setup(const char *cgroups, const char *pids) {
         snprintf(path, sizeof path, "%s/pids/box/pids.max", cgroups);
         put(path, pids);
     }
-    snprintf(path, sizeof path, "%s/pids/box/cgroup.procs", cgroups);
-    if (chown(path, AGENT_UID, AGENT_UID) != 0)
-        failed("giving the agent %s", path);
     snprintf(path, sizeof path, "%s/jobs", cgroups);
     if (mount("rf-jobs", path, "cgroup", 0, "cpuacct") != 0)
         failed("mounting the tracking hierarchy at %s", path);
-    if (chmod(path, 0777) != 0) /* any uid makes its own group: the launcher runs as the agent */
-        failed("opening %s", path);
-    snprintf(path, sizeof path, "%s/jobs/cgroup.procs", cgroups);
-    if (chmod(path, 0666) != 0) /* and moves itself back out to remove it */
-        failed("opening %s", path);
+    if (chmod(path, 0755) != 0) /* gVisor makes it 0555: the launchers, root's, make their groups in it */
+        failed("letting the launchers make their groups in %s", path);
     for (int cap = 0; cap < 64; cap++) /* past the last capability the kernel knows: EINVAL, nothing to drop */
         prctl(PR_CAPBSET_DROP, cap, 0, 0, 0);
     struct __user_cap_header_struct header = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};

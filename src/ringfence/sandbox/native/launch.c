@@ -1,23 +1,26 @@
 /* ringfence: the launcher of every command in a gVisor sandbox, run INSIDE it:
- *     launch CGROUPS FILTER N NAME=VALUE... ARGV...
- * The command's environment is its N arguments after FILTER, never the launcher's own (the base environment alone).
- * Linked statically: no dynamic loader runs before the limits are set (LD_AUDIT, LD_PRELOAD and the like act on
- * nothing here), and a start costs one exec under gVisor's ptrace platform, not a Python start (some 100 ms).
+ *     launch CGROUPS FILTER UID DIRECTORY N NAME=VALUE... ARGV...
+ * The command's environment is its N arguments after DIRECTORY, never the launcher's own (the base environment
+ * alone). Linked statically: no dynamic loader runs before the limits are set (LD_AUDIT, LD_PRELOAD and the like act
+ * on nothing here), and a start costs one exec under gVisor's ptrace platform, not a Python start (some 100 ms).
  *
  * `runsc exec` starts a process in the sandbox's root cgroups, outside any limit, and a process that a command leaves
  * behind (a daemon, `cmd &`) is re-parented to the sandbox's init: gVisor (20221219) honours neither RLIMIT_NPROC nor
- * PR_SET_CHILD_SUBREAPER, and keeps no per-command pid namespace. So each command starts here:
- * - it joins the sandbox's process-limited group (CGROUPS/pids/box, whose limit only the init, as root, could set)
- *   before anything of the command runs, so every process of it counts against the limit;
- * - it joins a group of its own in the tracking hierarchy (CGROUPS/jobs/c<pid>): a command's processes are the
- *   members of that group, whoever their parent is;
- * - it installs the seccomp program in FILTER (bubblewrap's, ringfence.sandbox.seccomp_filter, compiled by the host),
- *   so the same calls are refused in every backend (S-BOX B8): runsc's OCI seccomp does not reach `runsc exec`'s
- *   processes in this release;
- * - it starts the command and waits for it; then it kills what is left in its group (the daemons, which would
- *   otherwise outlive the command and hold its output open) and exits with the command's code (128+N for signal N).
- * A command that kills this launcher (it runs as the agent's uid) only keeps its own leftovers alive, inside the
- * process limit, until the sandbox is destroyed. Written by hand: no tool starts a process inside a gVisor cgroup.
+ * PR_SET_CHILD_SUBREAPER, and keeps no per-command pid namespace. So each command starts here. The launcher runs as
+ * the guest's root with four capabilities (KILL, SETUID, SETGID, SETPCAP) and no other privilege (no_new_privs; the
+ * cgroup files are root's, the rest of the system is read-only or the agent's): the agent's uid can neither signal,
+ * trace nor change it, nor write any cgroup file.
+ * - It joins the sandbox's process-limited group (CGROUPS/pids/box, whose limit only the init could set) before
+ *   anything of the command runs, so every process of it counts against the limit.
+ * - It makes a group of its own in the tracking hierarchy (CGROUPS/jobs/c<pid>) and joins it: a command's processes
+ *   are the members of that group, whoever their parent is, and none of them can leave it.
+ * - Its child installs the seccomp program in FILTER (bubblewrap's, ringfence.sandbox.seccomp_filter, compiled by
+ *   the host), so the same calls are refused in every backend (S-BOX B8): runsc's OCI seccomp does not reach
+ *   `runsc exec`'s processes in this release. Then it drops every capability, the bounding set's too, becomes UID,
+ *   enters DIRECTORY and executes the command.
+ * - It waits for the command; then it kills what is left in its group (the daemons, which would otherwise outlive the
+ *   command and hold its output open) and exits with the command's code (128+N for signal N).
+ * Written by hand: no tool starts a process inside a gVisor cgroup.
  * Exit codes of its own: 125 (the limits could not be set: nothing ran), 127 (the command could not be started).
  */
 #define _GNU_SOURCE
@@ -26,11 +29,11 @@
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -38,7 +41,7 @@
 #include <unistd.h>
 
 #define SWEEPS 100   /* a fork bomb is bounded by the process limit; each sweep kills every member it saw */
-#define SPARED 1024  /* at most this many processes the command may not kill (the init's, put in its group) */
+#define SPARED 1024  /* at most this many members the launcher may not kill */
 
 static char listing[1 << 20]; /* a group's cgroup.procs, read whole */
 
@@ -122,7 +125,8 @@ static int is_spared(pid_t pid, const pid_t *spared, size_t count) {
 
 /* Kills every member of the group `job` but this launcher, until none is left or SWEEPS passed: gVisor
  * regenerates cgroup.procs on every read, so it is read whole, in one call, never spliced from two lists. A member
- * it may not kill (the agent can put any pid in its group, the init's, root's, among them) is spared. */
+ * it may not kill is spared rather than tried forever (none should be: only the launcher writes the group, and it
+ * holds CAP_KILL). */
 static void sweep(const char *job, pid_t me) {
     static pid_t spared[SPARED];
     size_t spared_count = 0;
@@ -154,23 +158,46 @@ static void sweep(const char *job, pid_t me) {
     }
 }
 
+/* In the child, before the command: the filter (while the child may still set it up as it likes), every capability
+ * dropped (the bounding set too), the agent's uid and group, its directory; then the command. Never returns. */
+static void become_the_command(const char *filter, uid_t uid, const char *directory, char **command, char **env) {
+    if (seccomp(filter) != 0)
+        _exit(limits_failed("installing the system call filter"));
+    for (int cap = 0; cap < 64; cap++) /* past the last capability the kernel knows: EINVAL, nothing to drop */
+        prctl(PR_CAPBSET_DROP, cap, 0, 0, 0);
+    if (setgroups(0, NULL) != 0 || setresgid(uid, uid, uid) != 0 || setresuid(uid, uid, uid) != 0)
+        _exit(limits_failed("becoming the agent's uid"));
+    if (chdir(directory) != 0) {
+        dprintf(2, "ringfence: the command's directory %s: %s\n", directory, strerror(errno));
+        _exit(125);
+    }
+    execvpe(command[0], command, env);
+    dprintf(2, "ringfence: %s: %s\n", command[0], strerror(errno));
+    _exit(127);
+}
+
 int main(int argc, char **argv) {
-    if (argc < 5) {
-        dprintf(2, "ringfence: usage: launch CGROUPS FILTER N NAME=VALUE... ARGV...\n");
+    if (argc < 7) {
+        dprintf(2, "ringfence: usage: launch CGROUPS FILTER UID DIRECTORY N NAME=VALUE... ARGV...\n");
         return 125;
     }
-    const char *cgroups = argv[1], *filter = argv[2];
+    const char *cgroups = argv[1], *filter = argv[2], *directory = argv[4];
     char *end;
-    long count = strtol(argv[3], &end, 10);
-    if (*end != '\0' || count < 0 || count > argc - 5) {
-        dprintf(2, "ringfence: launch: the environment's count %s does not fit its arguments\n", argv[3]);
+    long uid = strtol(argv[3], &end, 10), count;
+    if (*end != '\0' || uid <= 0) {
+        dprintf(2, "ringfence: launch: the agent's uid %s is not a uid above 0\n", argv[3]);
+        return 125;
+    }
+    count = strtol(argv[5], &end, 10);
+    if (*end != '\0' || count < 0 || count > argc - 7) {
+        dprintf(2, "ringfence: launch: the environment's count %s does not fit its arguments\n", argv[5]);
         return 125;
     }
     char **env = calloc((size_t)count + 1, sizeof *env);
     if (env == NULL)
         return limits_failed("memory");
-    memcpy(env, argv + 4, (size_t)count * sizeof *env);
-    char **command = argv + 4 + count;
+    memcpy(env, argv + 6, (size_t)count * sizeof *env);
+    char **command = argv + 6 + count;
 
     pid_t me = getpid();
     char path[PATH_SIZE], job[PATH_SIZE];
@@ -180,15 +207,15 @@ int main(int argc, char **argv) {
         return limits_failed("making the command's group");
     if (path_of(path, "%s/cgroup.procs", job) != 0 || put(path, me) != 0)
         return limits_failed("joining the command's group");
-    if (seccomp(filter) != 0)
-        return limits_failed("installing the system call filter");
 
     int code;
-    pid_t child;
-    int failed = posix_spawnp(&child, command[0], NULL, NULL, command, env);
-    if (failed != 0) {
-        dprintf(2, "ringfence: %s: %s\n", command[0], strerror(failed));
+    pid_t child = fork();
+    if (child < 0) {
+        dprintf(2, "ringfence: %s: %s\n", command[0], strerror(errno));
         code = 127;
+    } else if (child == 0) {
+        become_the_command(filter, (uid_t)uid, directory, command, env);
+        return 127; /* not reached */
     } else {
         int status = 0;
         pid_t waited;

@@ -77,6 +77,20 @@ async def leftovers_end_with_their_command(h: Harness) -> None:
     assert beating == {"left": False}
 
 
+async def killing_what_started_it_keeps_nothing_alive(h: Harness) -> None:
+    """A command that kills the process that started it (its parent: the backend's, whatever it is) to escape the
+    end of its leftovers keeps none: its daemon ends with it, and the sandbox goes on."""
+    _, box = await sandbox(h)
+    try:
+        await box.run(["sh", "-c", f"{_beating('kept')}; kill -9 $PPID; sleep 0.3; echo done"], timeout=60)
+        beating = await _still_beating(box, "kept")
+        after = await box.run(["echo", "still works"])
+    finally:
+        await box.destroy()
+    assert beating == {"kept": False}
+    assert after.stdout == b"still works\n", after
+
+
 async def a_timed_out_command_ends_alone(h: Harness) -> None:
     _, box = await sandbox(h)
     try:
