@@ -70,20 +70,31 @@ def test_the_agent_cannot_lift_the_process_limit_and_the_init_keeps_no_capabilit
         "remount": "mount -t cgroup -o pids again /tmp",
         "nested raise": f"unshare --user --map-root-user sh -c 'echo 100000 > {groups}/pids/box/pids.max'",
         "nested leave": f"unshare --user --map-root-user sh -c 'echo $$ > {groups}/pids/cgroup.procs'",
+        # ringfence's own files are linked into every sandbox's read-only root, one inode for all of them
+        "replace the launcher": "echo x > /run/ringfence/launch",
+        "open the launcher": "chmod 777 /run/ringfence/launch",
+        "empty the filter": ": > /run/ringfence/seccomp.bpf",
+        "preload another library": "echo /workspace/mine.so > /etc/ld.so.preload",
+        "replace the init": "rm -f /run/ringfence/init",
     }
 
-    async def go() -> tuple[dict[str, int], bytes, bytes]:
+    def shared() -> dict[str, bytes]:  # what every sandbox of the backend links in, as the host has it
+        return {str(p): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file() and "sbx_" not in str(p)}
+
+    async def go() -> tuple[dict[str, int], bytes, bytes, bool]:
         box = await GVisorBackend(root).create(SandboxSpec(limits=Limits(pids=32, workspace_bytes=None)))
+        before = shared()
         try:
             codes = {name: (await box.run(["sh", "-c", attempt])).exit.code for name, attempt in attempts.items()}
             init = (await box.run(["sh", "-c", "grep -E '^(Uid|Cap)' /proc/1/status"])).stdout
             limit = (await box.run(["cat", f"{groups}/pids/box/pids.max", "/proc/self/cgroup"])).stdout
-            return codes, init, limit
+            return codes, init, limit, shared() == before
         finally:
             await box.destroy()
 
-    codes, init, limit = asyncio.run(go())
+    codes, init, limit, unchanged = asyncio.run(go())
     assert all(code != 0 for code in codes.values()), codes
+    assert unchanged
     for cap in ("CapInh", "CapPrm", "CapEff", "CapBnd"):  # the guest's root, with nothing left of its setup's
         assert f"{cap}:\t0000000000000000".encode() in init, init
     assert limit.split()[0] == b"32" and b"pids:/box" in limit
