@@ -88,9 +88,10 @@ async def _lifecycle(base: Path, rounds: int) -> list[Figure]:
         f"gVisor p50 {_ms(samples['gvisor']):.0f} ms (p99 {_ms(samples['gvisor'], 0.99):.0f}); runsc do p50 "
         f"{_ms(samples['runsc do']):.0f} ms (p99 {_ms(samples['runsc do'], 0.99):.0f}); bubblewrap p50 "
         f"{_ms(samples['bubblewrap']):.1f} ms (p99 {_ms(samples['bubblewrap'], 0.99):.1f}); {rounds} rounds "
-        "interleaved. Ours starts a detached container whose init (Python) sets the process limit up in gVisor's "
-        "cgroups and drops its capabilities, then runs `true` through `runsc exec` and the launcher that joins "
-        "it to that limit and ends its leftovers, and kills it: runsc do is one process start, with no limit",
+        "interleaved. Ours starts a detached container whose init (a static C program) sets the process limit up in "
+        "gVisor's cgroups and drops its capabilities, then runs `true` through `runsc exec` and the launcher (static "
+        "C) that joins it to that limit, filters it, becomes the agent and ends its leftovers, and kills it: runsc do "
+        "is one process start, with no limit, no filter and no mount but its root",
     )]  # fmt: skip
 
 
@@ -122,7 +123,7 @@ async def _bridge(base: Path, count: int) -> list[Figure]:
         "a new connection through the proxy bridge (connect + 1 byte each way), gVisor's relay vs bubblewrap's", gp50,
         "ms", "report", True,
         f"gVisor p50 {gp50:.2f} / p99 {gp99:.2f} ms; bubblewrap p50 {bp50:.2f} / p99 {bp99:.2f} ms; {count} "
-        "connections timed inside each sandbox. gVisor's relay is a Python program inside its own network stack; "
+        "connections timed inside each sandbox. gVisor's relay is its init (C, poll) inside its own network stack; "
         "bubblewrap's is a listener the host makes in the sandbox's namespace",
     )]  # fmt: skip
 
@@ -150,7 +151,7 @@ async def _sessions(store, base: Path, rounds: int) -> list[Figure]:  # type: ig
         "a ready session (sandbox, proxies, clone through the gateway, branch) on gVisor vs bubblewrap (p50 added)",
         added, "ms", "<= 300 ms", added <= 300,
         f"gVisor p50 {_ms(ready['gvisor']):.0f} ms, bubblewrap p50 {_ms(ready['bubblewrap']):.0f} ms; {rounds} "
-        "rounds interleaved; the start is the sandbox (its init imports Python's socket and selectors to relay), "
+        "rounds interleaved; the start is the sandbox (its init, a static C program, relays), "
         "then two commands, the clone (system-call heavy: see git status below) and the branch, each a `runsc exec` "
         "and the launcher",
     )]  # fmt: skip
