@@ -81,22 +81,28 @@ def test_the_agent_cannot_lift_the_process_limit_and_the_init_keeps_no_capabilit
     def shared() -> dict[str, bytes]:  # what every sandbox of the backend links in, as the host has it
         return {str(p): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file() and "sbx_" not in str(p)}
 
-    async def go() -> tuple[dict[str, int], bytes, bytes, bool]:
+    async def go() -> tuple[dict[str, int], bytes, bytes, bool, bytes]:
         box = await GVisorBackend(root).create(SandboxSpec(limits=Limits(pids=32, workspace_bytes=None)))
         before = shared()
         try:
             codes = {name: (await box.run(["sh", "-c", attempt])).exit.code for name, attempt in attempts.items()}
             init = (await box.run(["sh", "-c", "grep -E '^(Uid|Cap)' /proc/1/status"])).stdout
+            watcher = "grep -l memory-watcher /proc/[0-9]*/status | xargs grep -E '^Cap(Inh|Prm|Eff|Bnd)'"
+            watching = (await box.run(["sh", "-c", watcher])).stdout
+            codes["signal the memory watcher"] = (await box.run(["sh", "-c", "pkill -9 memory-watch"])).exit.code
             limit = (await box.run(["cat", f"{groups}/pids/box/pids.max", "/proc/self/cgroup"])).stdout
-            return codes, init, limit, shared() == before
+            return codes, init, limit, shared() == before, watching
         finally:
             await box.destroy()
 
-    codes, init, limit, unchanged = asyncio.run(go())
+    codes, init, limit, unchanged, watching = asyncio.run(go())
     assert all(code != 0 for code in codes.values()), codes
     assert unchanged
     for cap in ("CapInh", "CapPrm", "CapEff", "CapBnd"):  # the guest's root, with nothing left of its setup's
         assert f"{cap}:\t0000000000000000".encode() in init, init
+    for cap in ("CapPrm", "CapEff", "CapBnd"):  # the memory watcher keeps CAP_KILL alone
+        assert f"{cap}:\t0000000000000020".encode() in watching, watching
+    assert b"CapInh:\t0000000000000000" in watching
     assert limit.split()[0] == b"32" and b"pids:/box" in limit
 
 

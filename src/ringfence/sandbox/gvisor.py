@@ -8,8 +8,10 @@ timeouts and early close (the command and its descendants are killed inside, by 
 destroy, and reconcile.
 
 How the guarantees hold here:
-- memory, CPU and host threads: runsc's own cgroups (OCI `linux.resources`); gVisor has no OOM killer of its own in
-  Debian's release (20221219), so a sandbox over its memory limit is ended whole, and its next command says so;
+- memory, CPU and host threads: runsc's own cgroups (OCI `linux.resources`), with KERNEL_ROOM on top of the memory
+  limit for gVisor's own kernel; gVisor has no OOM killer of its own in Debian's release (20221219), so the init's
+  memory watcher kills the largest of the agent's processes once the guest uses the limit (native/init.c), and a
+  sandbox that still reaches the host's limit is ended whole, and its next command says so;
 - processes: gVisor ignores RLIMIT_NPROC, and a host pids cgroup would count the Sentry's threads, so the limit is
   kept by gVisor's own cgroups, inside: the init mounts its pids hierarchy and makes the sandbox's group with the
   limit, as the guest's root, then drops every capability for good; every command joins that group before it runs
@@ -60,12 +62,15 @@ _FILTER = f"{_RUN}/seccomp.bpf"
 _CGROUPS = f"{_RUN}/cg"
 PIDS_LIMIT_FILE = f"{_CGROUPS}/pids/box/pids.max"  # the sandbox's process limit, as its commands can read it
 _CGROUP_POINTS = (f"{_CGROUPS}/pids", f"{_CGROUPS}/jobs")
-# what the init needs to set the limits up (ringfence.sandbox.gvisor_init), and drops before anything else runs
-_SETUP_CAPS = ["CAP_SYS_ADMIN", "CAP_DAC_OVERRIDE", "CAP_SETPCAP"]
+# what the init needs to set the limits up (native/init.c), and drops before anything else runs
+_SETUP_CAPS = ["CAP_SYS_ADMIN", "CAP_DAC_OVERRIDE", "CAP_SETPCAP", "CAP_KILL"]  # KILL: for the memory watcher
 # what a command's launcher needs (native/launch.c): to sweep the agent's leftovers, and to become the agent; it runs
 # as the guest's root so that the agent's uid can neither kill it nor write a cgroup file
 _LAUNCH_CAPS = ["CAP_KILL", "CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP"]
 OWNER_FILE = "owner"
+# host memory a sandbox gets on top of its limit, for gVisor's own kernel (the Sentry's Go heap and page tables) and
+# for what the guest's processes grow by between two looks of the init's memory watcher
+KERNEL_ROOM = 128 * 2**20
 
 
 class GVisorSandbox:
@@ -293,14 +298,15 @@ class GVisorBackend:
                 routes.append(f"{port}={inside}")
         limits = spec.limits
         resources: dict[str, Any] = {"cpu": {"shares": max(2, limits.cpu_weight * 1024 // 100)}}
-        if limits.memory_bytes:
-            resources["memory"] = {"limit": limits.memory_bytes, "swap": limits.memory_bytes}
+        if limits.memory_bytes:  # the guest's processes get the limit (the init's watcher); gVisor's kernel the room
+            host = limits.memory_bytes + KERNEL_ROOM
+            resources["memory"] = {"limit": host, "swap": host}
         # the init (native/init.c): the limits set up, every capability dropped, then the relay (or a wait, with no
-        # route). It stays the guest's root,
-        # without a capability: gVisor checks a bound socket's permissions for the guest uid, and the host's socket
-        # is root's (0600). So the relay reaches it, the agent's uid does not (it must go through 127.0.0.1), and
-        # nothing of the host's socket is changed.
-        init = [_INIT, f"{_RUN}/state", _CGROUPS, str(limits.pids or "max"), str(BRIDGE_CONNECTIONS), *routes]
+        # route). It stays the guest's root, without a capability: gVisor checks a bound socket's permissions for
+        # the guest uid, and the host's socket is root's (0600). So the relay reaches it, the agent's uid does not
+        # (it must go through 127.0.0.1), and nothing of the host's socket is changed.
+        memory = str(limits.memory_bytes // 1024) if limits.memory_bytes else "max"
+        init = [_INIT, f"{_RUN}/state", _CGROUPS, str(limits.pids or "max"), memory, str(BRIDGE_CONNECTIONS), *routes]
         return {
             "ociVersion": "1.0.2",
             "process": oci_process(init, uid=0, capabilities=_SETUP_CAPS),

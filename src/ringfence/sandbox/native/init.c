@@ -1,5 +1,5 @@
 /* ringfence: the init of a gVisor sandbox, run INSIDE it:
- *     init STATE_DIR CGROUPS PIDS MOST [PORT=SOCKET ...]
+ *     init STATE_DIR CGROUPS PIDS MEMORY MOST [PORT=SOCKET ...]
  * Linked statically: its start is one exec under gVisor's ptrace platform (a Python init cost some 0.2 s).
  *
  * First, as the guest's root with the few capabilities it needs for this alone, it sets the sandbox's limits up in
@@ -10,6 +10,13 @@
  * CAP_DAC_OVERRIDE) write them, never the agent's uid. Then it drops every
  * capability for good (the bounding set first, under no_new_privs) and ignores SIGCHLD, so the orphans it inherits
  * are reaped. A step that fails is written to STATE_DIR/failed, and the init exits: the host says why at once.
+ *
+ * With a MEMORY limit (KiB, or "max"), it first forks the memory watcher, which keeps CAP_KILL alone: gVisor's release
+ * in Debian (20221219) has no OOM killer, so a sandbox whose processes outgrow runsc's host cgroup is killed whole.
+ * The host's limit is MEMORY plus room for gVisor's own kernel; the watcher reads the guest's use (/proc/meminfo,
+ * every WATCH_MS near the limit, WATCH_IDLE_MS below), and once it reaches MEMORY it kills the largest process of a uid other than root, as the kernel's
+ * OOM killer would. A process that grows faster than the room between two looks can still reach the host's limit,
+ * and that still ends the sandbox whole.
  *
  * Then it relays: gVisor has its own network stack, so the bubblewrap bridge (the host making a listener inside the
  * sandbox's network namespace) cannot work. Instead it listens on 127.0.0.1:PORT inside and carries each connection
@@ -38,6 +45,8 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
+#include <dirent.h>
+#include <time.h>
 #include <unistd.h>
 
 #define PATH_SIZE 4096
@@ -46,10 +55,11 @@
 
 static const char *state_dir;
 
+/* STATE_DIR/name made with `text`; an existing one is kept (the first failure is the one to say) */
 static void write_marker(const char *name, const char *text) {
     char path[PATH_SIZE];
     snprintf(path, sizeof path, "%s/%s", state_dir, name);
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd >= 0) {
         (void)!write(fd, text, strlen(text));
         close(fd);
@@ -60,9 +70,12 @@ static void failed(const char *format, ...) {
     char said[1024];
     va_list args;
     va_start(args, format);
+    int saved = errno;
     int length = vsnprintf(said, sizeof said - 64, format, args);
     va_end(args);
-    snprintf(said + (length < 0 ? 0 : length), 64, ": %s\n", strerror(errno));
+    if (length < 0 || length > (int)sizeof said - 65)
+        length = length < 0 ? 0 : (int)sizeof said - 65;
+    snprintf(said + length, 64, ": %s\n", strerror(saved));
     dprintf(2, "ringfence init: %s", said);
     write_marker("failed", said);
     exit(1);
@@ -75,7 +88,143 @@ static void put(const char *path, const char *text) {
     close(fd);
 }
 
-static void setup(const char *cgroups, const char *pids) {
+/* --- the memory watcher ------------------------------------------------------------------------------------------ */
+
+#define WATCH_MS 5       /* between two looks once the guest uses three quarters of its limit */
+#define WATCH_IDLE_MS 50 /* below that: at 1 GB/s, a quarter of a 256 MiB limit is 64 ms away, and KERNEL_ROOM more */
+
+static long long meminfo_used_kib(void) {
+    char text[4096];
+    int fd = open("/proc/meminfo", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t size = read(fd, text, sizeof text - 1);
+    close(fd);
+    if (size <= 0)
+        return -1;
+    text[size] = '\0';
+    char *total = strstr(text, "MemTotal:"), *available = strstr(text, "MemAvailable:");
+    if (total == NULL || available == NULL)
+        return -1;
+    return strtoll(total + 9, NULL, 10) - strtoll(available + 13, NULL, 10);
+}
+
+/* The resident pages of the largest process not root's (the agent's; the init, the watcher and the launchers are
+ * root's), or 0 when there is none. */
+static pid_t largest_process(void) {
+    DIR *proc = opendir("/proc");
+    if (proc == NULL)
+        return 0;
+    pid_t chosen = 0;
+    long long most = -1;
+    struct dirent *entry;
+    while ((entry = readdir(proc)) != NULL) {
+        char *end;
+        long pid = strtol(entry->d_name, &end, 10);
+        if (*end != '\0' || pid <= 1)
+            continue;
+        char path[64], text[128];
+        struct stat owner;
+        snprintf(path, sizeof path, "/proc/%ld", pid);
+        if (stat(path, &owner) != 0 || owner.st_uid == 0)
+            continue;
+        snprintf(path, sizeof path, "/proc/%ld/statm", pid);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        ssize_t size = read(fd, text, sizeof text - 1);
+        close(fd);
+        if (size <= 0)
+            continue;
+        text[size] = '\0';
+        long long resident = 0;
+        if (sscanf(text, "%*s %lld", &resident) == 1 && resident > most) {
+            most = resident;
+            chosen = (pid_t)pid;
+        }
+    }
+    closedir(proc);
+    return chosen;
+}
+
+/* After a kill: until the victim is gone and gVisor has counted its memory back (at most SETTLE_MS each), so that a
+ * second process is never ended for memory the first still held. */
+#define SETTLE_MS 2000
+static void settle(pid_t victim, long long limit_kib) {
+    struct timespec step = {.tv_sec = 0, .tv_nsec = 5 * 1000000L};
+    for (int waited = 0; waited < SETTLE_MS && kill(victim, 0) == 0; waited += 5)
+        nanosleep(&step, NULL);
+    for (int waited = 0; waited < SETTLE_MS && meminfo_used_kib() >= limit_kib; waited += 5)
+        nanosleep(&step, NULL);
+}
+
+static void watch_memory(long long limit_kib) {
+    for (;;) {
+        long long used = meminfo_used_kib();
+        if (used >= limit_kib) {
+            pid_t victim = largest_process();
+            if (victim > 0) {
+                kill(victim, SIGKILL);
+                dprintf(2, "ringfence init: the sandbox's memory (%lld KiB used of %lld) ended process %d\n", used,
+                        limit_kib, (int)victim);
+                settle(victim, limit_kib);
+                continue;
+            }
+        }
+        long milliseconds = used * 4 >= limit_kib * 3 ? WATCH_MS : WATCH_IDLE_MS;
+        struct timespec pause_for = {.tv_sec = 0, .tv_nsec = milliseconds * 1000000L};
+        nanosleep(&pause_for, NULL);
+    }
+}
+
+/* Forks the watcher, which keeps CAP_KILL alone (its bounding set too), before the init drops everything. */
+static void start_memory_watcher(const char *memory) {
+    if (strcmp(memory, "max") == 0)
+        return;
+    char *end;
+    long long limit_kib = strtoll(memory, &end, 10);
+    if (*end != '\0' || limit_kib <= 0) {
+        errno = EINVAL;
+        failed("the memory limit %s", memory);
+    }
+    int said[2];
+    if (pipe2(said, O_CLOEXEC) != 0)
+        failed("starting the memory watcher");
+    pid_t watcher = fork();
+    if (watcher < 0)
+        failed("starting the memory watcher");
+    if (watcher > 0) { /* the sandbox is not ready until the watcher is: one byte once it holds its capability */
+        close(said[1]);
+        char ok;
+        ssize_t got;
+        while ((got = read(said[0], &ok, 1)) < 0 && errno == EINTR)
+            ;
+        close(said[0]);
+        if (got != 1) {
+            errno = ECHILD;
+            failed("starting the memory watcher");
+        }
+        return;
+    }
+    close(said[0]);
+    prctl(PR_SET_NAME, "memory-watcher", 0, 0, 0);
+    for (int cap = 0; cap < 64; cap++)
+        if (cap != CAP_KILL)
+            prctl(PR_CAPBSET_DROP, cap, 0, 0, 0);
+    struct __user_cap_header_struct header = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+    struct __user_cap_data_struct data[2];
+    memset(data, 0, sizeof data);
+    data[0].effective = data[0].permitted = 1u << CAP_KILL;
+    if (syscall(SYS_capset, &header, data) != 0)
+        failed("keeping the memory watcher's one capability");
+    if (write(said[1], "k", 1) != 1)
+        _exit(1);
+    close(said[1]);
+    watch_memory(limit_kib);
+    _exit(1);
+}
+
+static void setup(const char *cgroups, const char *pids, const char *memory) {
     char path[PATH_SIZE];
     if (strlen(cgroups) > PATH_SIZE - 64) {
         errno = ENAMETOOLONG;
@@ -96,6 +245,7 @@ static void setup(const char *cgroups, const char *pids) {
         failed("mounting the tracking hierarchy at %s", path);
     if (chmod(path, 0755) != 0) /* gVisor makes it 0555: the launchers, root's, make their groups in it */
         failed("letting the launchers make their groups in %s", path);
+    start_memory_watcher(memory);
     for (int cap = 0; cap < 64; cap++) /* past the last capability the kernel knows: EINVAL, nothing to drop */
         prctl(PR_CAPBSET_DROP, cap, 0, 0, 0);
     struct __user_cap_header_struct header = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
@@ -274,19 +424,19 @@ static void relay(void) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 5) {
-        dprintf(2, "ringfence init: usage: init STATE_DIR CGROUPS PIDS MOST [PORT=SOCKET ...]\n");
+    if (argc < 6) {
+        dprintf(2, "ringfence init: usage: init STATE_DIR CGROUPS PIDS MEMORY MOST [PORT=SOCKET ...]\n");
         return 2;
     }
     state_dir = argv[1];
-    most = atoi(argv[4]);
-    setup(argv[2], argv[3]);
+    most = atoi(argv[5]);
+    setup(argv[2], argv[3], argv[4]);
     struct rlimit files;
     if (getrlimit(RLIMIT_NOFILE, &files) == 0) { /* two descriptors a connection, MOST a route */
         files.rlim_cur = files.rlim_max;
         setrlimit(RLIMIT_NOFILE, &files);
     }
-    for (int i = 5; i < argc; i++) {
+    for (int i = 6; i < argc; i++) {
         char *equals = strchr(argv[i], '=');
         if (equals == NULL || route_count == MAX_ROUTES) {
             errno = EINVAL;

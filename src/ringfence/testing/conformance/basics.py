@@ -100,15 +100,20 @@ async def closing_early_ends_the_command(h: Harness) -> None:
 
 
 async def memory_limit_holds(h: Harness) -> None:
+    """A process that grows past the memory limit is killed (SIGKILL, as the kernel's OOM killer does), and the
+    sandbox goes on: the next command runs, and the workspace is still there."""
     limit = h.limits.memory_bytes
     assert limit is not None, "every backend enforces a memory limit"
     _, box = await sandbox(h)
     grow = f"x = bytearray({limit * 2}); x[::4096] = b'1' * len(x[::4096]); print('allocated')"
     try:
+        await box.write_file("kept.txt", b"kept")
         done = await box.run(["python3", "-c", grow], timeout=60)
+        after = await box.run(["cat", "kept.txt"])
     finally:
         await box.destroy()
-    assert b"allocated" not in done.stdout and done.exit.code != 0
+    assert b"allocated" not in done.stdout and done.exit.code == 137, done
+    assert after.stdout == b"kept" and after.exit.code == 0, after
 
 
 async def workspace_size_holds(h: Harness) -> None:
