@@ -147,15 +147,22 @@ static pid_t largest_process(void) {
     return chosen;
 }
 
-/* After a kill: until the victim is gone and gVisor has counted its memory back (at most SETTLE_MS each), so that a
- * second process is never ended for memory the first still held. */
-#define SETTLE_MS 2000
-static void settle(pid_t victim, long long limit_kib) {
+/* After a kill: until the victim is gone, then until gVisor has counted its memory back, so that a second process is
+ * never ended for memory the first still held (under load, gVisor takes seconds to free a large process). Each wait
+ * is at most SETTLE_MS; the second ends at once if the use grows again by GROWING_KIB (another process grows: the
+ * watcher acts on it). */
+#define SETTLE_MS 10000
+#define GROWING_KIB (16 * 1024)
+static void settle(pid_t victim, long long limit_kib, long long used_at_kill) {
     struct timespec step = {.tv_sec = 0, .tv_nsec = 5 * 1000000L};
     for (int waited = 0; waited < SETTLE_MS && kill(victim, 0) == 0; waited += 5)
         nanosleep(&step, NULL);
-    for (int waited = 0; waited < SETTLE_MS && meminfo_used_kib() >= limit_kib; waited += 5)
+    for (int waited = 0; waited < SETTLE_MS; waited += 5) {
+        long long used = meminfo_used_kib();
+        if (used < limit_kib || used > used_at_kill + GROWING_KIB)
+            return;
         nanosleep(&step, NULL);
+    }
 }
 
 static void watch_memory(long long limit_kib) {
@@ -167,7 +174,7 @@ static void watch_memory(long long limit_kib) {
                 kill(victim, SIGKILL);
                 dprintf(2, "ringfence init: the sandbox's memory (%lld KiB used of %lld) ended process %d\n", used,
                         limit_kib, (int)victim);
-                settle(victim, limit_kib);
+                settle(victim, limit_kib, used);
                 continue;
             }
         }
