@@ -55,15 +55,19 @@
 
 static const char *state_dir;
 
-/* STATE_DIR/name made with `text`; an existing one is kept (the first failure is the one to say) */
+/* STATE_DIR/name made with `text`, whole: written under a name of its own, then linked into place, so the host never
+ * reads it half-written; an existing one is kept (the first failure is the one to say). */
 static void write_marker(const char *name, const char *text) {
-    char path[PATH_SIZE];
+    char path[PATH_SIZE], draft[PATH_SIZE];
     snprintf(path, sizeof path, "%s/%s", state_dir, name);
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (fd >= 0) {
-        (void)!write(fd, text, strlen(text));
-        close(fd);
-    }
+    snprintf(draft, sizeof draft, "%s/.%s.%d", state_dir, name, (int)getpid());
+    int fd = open(draft, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return;
+    (void)!write(fd, text, strlen(text));
+    close(fd);
+    (void)!link(draft, path);
+    unlink(draft);
 }
 
 static void failed(const char *format, ...) {
