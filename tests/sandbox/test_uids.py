@@ -29,9 +29,10 @@ HOLDER = textwrap.dedent("""
         backend = BubblewrapBackend(Path(sys.argv[1]))
         sandbox = await backend.create(SandboxSpec())
         uid = os.stat(backend.root / sandbox.id / "workspace").st_uid
-        print(uid, flush=True)
-        async for _ in sandbox.exec(["sleep", "1000"], timeout=None):
-            pass
+        # the uid is said once the sleeping command runs: a holder killed while it still starts bwrap (before bwrap
+        # sets its parent-death signal) would leave an orphan that no crash of a running holder leaves
+        async for _ in sandbox.exec(["sh", "-c", "echo running; exec sleep 1000"], timeout=None):
+            print(uid, flush=True)
     asyncio.run(main())
 """)
 
