@@ -41,6 +41,7 @@ def main() -> int:
         ("cpu fairness", lambda: sandbox_bench.fairness(7 if not args.quick else 3)),
         ("hardening", lambda: hardening_bench.run(200 // scale)),
         ("bridge", lambda: bridge_bench.run(512 // scale, 9 if not args.quick else 3)),
+        ("gvisor bridge", lambda: bridge_bench.run_gvisor(128 // scale, 5 if not args.quick else 3)),
         ("egress", lambda: egress_bench.run(1024 // scale, 5.0 if not args.quick else 2.0, 10_000 // scale)),
         ("gateway", lambda: gateway_bench.run(3 if not args.quick else 1, 500 // scale)),
         ("sessions", lambda: sessions_bench.run(15 if not args.quick else 3)),
