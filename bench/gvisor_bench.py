@@ -5,8 +5,8 @@
 - A new connection through each backend's proxy bridge (connect to 127.0.0.1:3128 inside, one byte each way, to a
   host Unix socket), timed inside the sandbox.
 - A ready session (sandbox, proxies, clone through the gateway, branch) on gVisor against bubblewrap.
-- A CPU-bound workload (a Python loop) and a syscall-heavy one (`git status` over 5,000 files) under each backend
-  against the same command bare on the host.
+- A CPU-bound workload (a Python loop) and syscall-heavy ones (`git status` over 5,000 files, a Python test run)
+  under each backend against the same command bare on the host.
 """
 
 from __future__ import annotations
@@ -40,6 +40,29 @@ took.sort()
 print(took[len(took) // 2] * 1000, took[int(len(took) * 0.99)] * 1000)
 """
 CPU = "n = 0\nfor i in range(3_000_000):\n    n += i * i\nprint(n)"
+# a Python test run: stdlib unittest (the sandbox's system Python has no pytest), 300 tests, each writing and reading
+# back a JSON file in a temporary directory, so imports, file and directory calls dominate as in a project's suite
+TESTS = """import json, os, tempfile, unittest
+
+
+class Suite(unittest.TestCase):
+    pass
+
+
+def case(i):
+    def test(self):
+        with tempfile.TemporaryDirectory() as where:
+            path = os.path.join(where, "case.json")
+            with open(path, "w") as out:
+                json.dump({"i": i, "xs": list(range(50))}, out)
+            with open(path) as back:
+                self.assertEqual(json.load(back)["i"], i)
+    return test
+
+
+for i in range(300):
+    setattr(Suite, f"test_{i}", case(i))
+"""
 
 
 def _ms(samples: list[float], q: float = 0.5) -> float:
@@ -163,6 +186,7 @@ async def _workloads(base: Path, rounds: int) -> list[Figure]:
     for i in range(5000):
         (tree / f"d{i % 50}").mkdir(exist_ok=True)
         (tree / f"d{i % 50}" / f"f{i}.txt").write_text(f"{i}\n")
+    (tree / "test_bench.py").write_text(TESTS)
     subprocess.run(["git", "-C", str(tree), "add", "-A"], check=True)
     subprocess.run(
         ["git", "-C", str(tree), "-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qm", "t"], check=True
@@ -170,6 +194,7 @@ async def _workloads(base: Path, rounds: int) -> list[Figure]:
     work = {
         "cpu (a Python loop)": ["/usr/bin/python3", "-c", CPU],
         "git status, 5,000 files": ["git", "status", "--short"],
+        "a Python test run (300 unittest cases, file I/O)": ["/usr/bin/python3", "-m", "unittest", "-q", "test_bench"],
     }
     times: dict[tuple[str, str], list[float]] = {}
     boxes = {}
