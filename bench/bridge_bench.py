@@ -51,46 +51,45 @@ print(elapsed)
 
 
 def run(mib: int, rounds: int) -> list[Figure]:
-    base = Path(tempfile.mkdtemp(prefix="rf-bench-bridge-"))
-    base.chmod(0o711)
-    try:
-        bridged, direct = asyncio.run(_run(base, "bubblewrap", mib, rounds))
-        ratio = bridged / direct
-        return [
-            Figure(
-                f"bridge throughput, {mib} MiB x {rounds} rounds: sandbox -> bridge -> host Unix socket, vs direct "
-                "loopback TCP",
-                ratio,
-                "x direct",
-                ">= 0.8",
-                ratio >= 0.8,
-                f"bridged median {bridged:,.0f} MiB/s, direct {direct:,.0f} MiB/s (splice relay on the server's event "
-                "loop; client and sink are separate processes in both; the last hop is a Unix socket, itself faster "
-                "than loopback TCP, so the ratio can pass 1)",
-            )
-        ]
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
+    bridged, direct = _medians("bubblewrap", mib, rounds)
+    ratio = bridged / direct
+    return [
+        Figure(
+            f"bridge throughput, {mib} MiB x {rounds} rounds: sandbox -> bridge -> host Unix socket, vs direct "
+            "loopback TCP",
+            ratio,
+            "x direct",
+            ">= 0.8",
+            ratio >= 0.8,
+            f"bridged median {bridged:,.0f} MiB/s, direct {direct:,.0f} MiB/s (splice relay on the server's event "
+            "loop; client and sink are separate processes in both; the last hop is a Unix socket, itself faster "
+            "than loopback TCP, so the ratio can pass 1)",
+        )
+    ]
 
 
 def run_gvisor(mib: int, rounds: int) -> list[Figure]:
+    bridged, direct = _medians("gvisor", mib, rounds)
+    return [
+        Figure(
+            f"gVisor bridge throughput, {mib} MiB x {rounds} rounds: sandbox -> relay -> host Unix socket, vs "
+            "direct loopback TCP",
+            bridged / direct,
+            "x direct",
+            "report",
+            True,
+            f"bridged median {bridged:,.0f} MiB/s, direct {direct:,.0f} MiB/s (the init's relay, a poll loop "
+            "inside gVisor's own network stack, under the ptrace platform: every read and write of the client and "
+            "of the relay is a system call gVisor's kernel answers)",
+        )
+    ]
+
+
+def _medians(backend_name: str, mib: int, rounds: int) -> tuple[float, float]:
     base = Path(tempfile.mkdtemp(prefix="rf-bench-bridge-"))
     base.chmod(0o711)
     try:
-        bridged, direct = asyncio.run(_run(base, "gvisor", mib, rounds))
-        return [
-            Figure(
-                f"gVisor bridge throughput, {mib} MiB x {rounds} rounds: sandbox -> relay -> host Unix socket, vs "
-                "direct loopback TCP",
-                bridged / direct,
-                "x direct",
-                "report",
-                True,
-                f"bridged median {bridged:,.0f} MiB/s, direct {direct:,.0f} MiB/s (the init's relay, a poll loop "
-                "inside gVisor's own network stack, under the ptrace platform: every read and write of the client and "
-                "of the relay is a system call gVisor's kernel answers)",
-            )
-        ]
+        return asyncio.run(_run(base, backend_name, mib, rounds))
     finally:
         shutil.rmtree(base, ignore_errors=True)
 

@@ -274,13 +274,13 @@ class GVisorBackend:
                        "options": ["rbind", "rw"]})  # fmt: skip
         # files are put in the read-only root itself, not bound (a bind is some 5 ms of every start): the system's
         # few files copied, ringfence's own linked from this backend's root (one filesystem, never written again)
-        files = {file: self.rootfs / file.lstrip("/") for file in SYSTEM_FILES}
-        files |= {_INIT: self._native.init, _LAUNCH: self._native.launch, _COMPAT: self._native.compat,
-                  _FILTER: self._filter, _PRELOAD: self._preload}  # fmt: skip
-        for inside, source in files.items():
+        ours = {_INIT: self._native.init, _LAUNCH: self._native.launch, _COMPAT: self._native.compat,
+                _FILTER: self._filter, _PRELOAD: self._preload}  # fmt: skip
+        copied = {file: self.rootfs / file.lstrip("/") for file in SYSTEM_FILES}
+        for inside, source in {**ours, **copied}.items():
             placed = rootfs / inside.lstrip("/")
             placed.parent.mkdir(parents=True, exist_ok=True)
-            if source.is_relative_to(self.root):
+            if inside in ours:
                 os.link(source, placed)
             elif source.exists():
                 shutil.copy(source, placed)  # with its mode: readable by the agent as on the host

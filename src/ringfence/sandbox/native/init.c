@@ -28,6 +28,7 @@
  * runtime to start, and no packaged tool keeps a bound of connections by closing the ones past it.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/capability.h>
@@ -45,7 +46,6 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
-#include <dirent.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -113,8 +113,8 @@ static long long meminfo_used_kib(void) {
     return strtoll(total + 9, NULL, 10) - strtoll(available + 13, NULL, 10);
 }
 
-/* The resident pages of the largest process not root's (the agent's; the init, the watcher and the launchers are
- * root's), or 0 when there is none. */
+/* The pid of the process with the most resident pages that is not root's (the agent's: the init, the watcher and the
+ * launchers are root's), or 0 when there is none. */
 static pid_t largest_process(void) {
     DIR *proc = opendir("/proc");
     if (proc == NULL)

@@ -41,7 +41,6 @@
 #include <unistd.h>
 
 #define SWEEPS 100   /* a fork bomb is bounded by the process limit; each sweep kills every member it saw */
-#define SPARED 1024  /* at most this many members the launcher may not kill */
 
 static char listing[1 << 20]; /* a group's cgroup.procs, read whole */
 
@@ -116,24 +115,13 @@ static int limits_failed(const char *what) {
     return 125;
 }
 
-static int is_spared(pid_t pid, const pid_t *spared, size_t count) {
-    for (size_t i = 0; i < count; i++)
-        if (spared[i] == pid)
-            return 1;
-    return 0;
-}
-
 /* Kills every member of the group `job` but this launcher, until none is left or SWEEPS passed: gVisor
- * regenerates cgroup.procs on every read, so it is read whole, in one call, never spliced from two lists. A member
- * it may not kill is spared rather than tried forever (none should be: only the launcher writes the group, and it
- * holds CAP_KILL). */
+ * regenerates cgroup.procs on every read, so it is read whole, in one call, never spliced from two lists. Every
+ * member can be killed: only the launcher writes the group (it is root's), and it holds CAP_KILL. */
 static void sweep(const char *job, pid_t me) {
-    static pid_t spared[SPARED];
-    size_t spared_count = 0;
     char procs[PATH_SIZE];
     if (path_of(procs, "%s/cgroup.procs", job) != 0)
         return;
-    spared[spared_count++] = me;
     for (int round = 0; round < SWEEPS; round++) {
         ssize_t size = read_whole(procs, listing, sizeof listing - 1);
         if (size < 0)
@@ -144,13 +132,9 @@ static void sweep(const char *job, pid_t me) {
             long pid = strtol(cursor, &end, 10);
             if (end == cursor)
                 break;
-            if (pid <= 0 || is_spared((pid_t)pid, spared, spared_count))
-                continue;
-            left = 1;
-            if (kill((pid_t)pid, SIGKILL) != 0 && errno == EPERM) {
-                if (spared_count == SPARED)
-                    return; /* the group goes with the sandbox */
-                spared[spared_count++] = (pid_t)pid;
+            if (pid > 0 && pid != me) {
+                left = 1;
+                kill((pid_t)pid, SIGKILL);
             }
         }
         if (!left)
