@@ -116,6 +116,29 @@ async def memory_limit_holds(h: Harness) -> None:
     assert after.stdout == b"kept" and after.exit.code == 0, after
 
 
+async def a_swarm_over_the_memory_limit_is_cut_down(h: Harness) -> None:
+    """Four processes each take 60% of the limit at once (no single one is over it): some are killed, the ones left
+    fit, and the sandbox goes on. A watcher that only ends a process over the limit alone would let the swarm through,
+    or the host would end the whole sandbox."""
+    limit = h.limits.memory_bytes
+    assert limit is not None
+    grow = (
+        f"import time; x = bytearray({limit * 6 // 10}); x[::4096] = b'1' * len(x[::4096]); time.sleep(2); "
+        "print('held', flush=True)"
+    )
+    swarm = f'for i in 1 2 3 4; do python3 -c "{grow}" & done; wait; echo done'
+    _, box = await sandbox(h)
+    try:
+        await box.write_file("kept.txt", b"kept")
+        done = await box.run(["sh", "-c", swarm], timeout=120)
+        after = await box.run(["cat", "kept.txt"])
+    finally:
+        await box.destroy()
+    held = done.stdout.count(b"held")
+    assert done.stdout.endswith(b"done\n") and held <= 1, done  # 60% twice is over the limit
+    assert after.stdout == b"kept" and after.exit.code == 0, after
+
+
 async def workspace_size_holds(h: Harness) -> None:
     size = h.limits.workspace_bytes
     assert size is not None
