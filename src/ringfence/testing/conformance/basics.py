@@ -8,7 +8,7 @@ import contextlib
 import os
 import time
 
-from ringfence.sandbox.spec import Exit, SandboxError
+from ringfence.sandbox.spec import Completed, Exit, SandboxError
 from ringfence.testing.conformance.harness import HOST_SECRET, Harness, sandbox
 
 
@@ -99,21 +99,28 @@ async def closing_early_ends_the_command(h: Harness) -> None:
     assert after.stdout == b"next\n"
 
 
+async def _over_the_memory_limit(h: Harness, argv: list[str], timeout: float) -> Completed:
+    """`argv` run in a fresh sandbox with a file in its workspace; it must end and leave the sandbox going on: the
+    next command runs, and the workspace is still there."""
+    _, box = await sandbox(h)
+    try:
+        await box.write_file("kept.txt", b"kept")
+        done = await box.run(argv, timeout=timeout)
+        after = await box.run(["cat", "kept.txt"])
+    finally:
+        await box.destroy()
+    assert after.stdout == b"kept" and after.exit.code == 0, after
+    return done
+
+
 async def memory_limit_holds(h: Harness) -> None:
     """A process that grows past the memory limit is killed (SIGKILL, as the kernel's OOM killer does), and the
     sandbox goes on: the next command runs, and the workspace is still there."""
     limit = h.limits.memory_bytes
     assert limit is not None, "every backend enforces a memory limit"
-    _, box = await sandbox(h)
     grow = f"x = bytearray({limit * 2}); x[::4096] = b'1' * len(x[::4096]); print('allocated')"
-    try:
-        await box.write_file("kept.txt", b"kept")
-        done = await box.run(["python3", "-c", grow], timeout=60)
-        after = await box.run(["cat", "kept.txt"])
-    finally:
-        await box.destroy()
+    done = await _over_the_memory_limit(h, ["python3", "-c", grow], timeout=60)
     assert b"allocated" not in done.stdout and done.exit.code == 137, done
-    assert after.stdout == b"kept" and after.exit.code == 0, after
 
 
 async def a_swarm_over_the_memory_limit_is_cut_down(h: Harness) -> None:
@@ -127,16 +134,8 @@ async def a_swarm_over_the_memory_limit_is_cut_down(h: Harness) -> None:
         "print('held', flush=True)"
     )
     swarm = f'for i in 1 2 3 4; do python3 -c "{grow}" & done; wait; echo done'
-    _, box = await sandbox(h)
-    try:
-        await box.write_file("kept.txt", b"kept")
-        done = await box.run(["sh", "-c", swarm], timeout=120)
-        after = await box.run(["cat", "kept.txt"])
-    finally:
-        await box.destroy()
-    held = done.stdout.count(b"held")
-    assert done.stdout.endswith(b"done\n") and held <= 1, done  # 60% twice is over the limit
-    assert after.stdout == b"kept" and after.exit.code == 0, after
+    done = await _over_the_memory_limit(h, ["sh", "-c", swarm], timeout=120)
+    assert done.stdout.endswith(b"done\n") and done.stdout.count(b"held") <= 1, done  # 60% twice is over the limit
 
 
 async def workspace_size_holds(h: Harness) -> None:
